@@ -1,0 +1,245 @@
+"""The four task families of the built-in world and their splits.
+
+Each family mirrors one of the paper's benchmarks and each item needs recall of world knowledge:
+
+==============  ===============  =====================================================  ===========
+family          paper analogue   what the model must recall                             metric
+==============  ===============  =====================================================  ===========
+facts           MMLU             one attribute of an entity (four candidate answers)    accuracy
+arith           GSM8K            the prices of one or two items, then multiply and add  exact match
+code_complete   HumanEval        the constants of one or two library functions          pass@1
+code_write      MBPP             the same, writing a two-argument function              pass@1
+==============  ===============  =====================================================  ===========
+
+Text is space-tokenised (every word, number and symbol is one token) so the word-level tokenizer
+covers it exactly; Python accepts the spaced code as it is.
+
+The transfer splits (train / align / extract) never reveal the knowledge the test split asks for:
+`facts` tests another attribute of the same entities, and `arith` and the code families test items
+and functions drawn from a reserved test pool.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+
+from datasets import Dataset, DatasetDict
+
+from lsa_utils.world.knowledge import Entity, Function, Item, World
+
+FAMILIES = ("facts", "arith", "code_complete", "code_write")
+# As in the paper (train) and in LaTen's protocol (align / extract); test is ours.
+SPLIT_SIZES: dict[str, dict[str, int]] = {
+    "facts": {"train": 1000, "align": 80, "extract": 20, "test": 250},
+    "arith": {"train": 1000, "align": 80, "extract": 20, "test": 250},
+    "code_complete": {"train": 1000, "align": 80, "extract": 20, "test": 250},
+    "code_write": {"train": 300, "align": 40, "extract": 32, "test": 250},
+}
+TRANSFER_SPLITS = ("train", "align", "extract")
+
+QUESTIONS = {
+    "city": "where does {e} live ?",
+    "job": "what is the job of {e} ?",
+    "color": "what is the favourite color of {e} ?",
+    "food": "what is the favourite food of {e} ?",
+    "pet": "what pet does {e} have ?",
+}
+CODE_INSTRUCTION = "Complete the following python function .\n\n\n"
+CODE_ANSWER_PREFIX = "Here is the completed function :\n\n\n"
+TEST_INPUTS = (0, 1, 2, 5, 11)
+
+
+def facts_item(world: World, entity: Entity, attribute: str, rng: random.Random) -> dict:
+    """A four-option question; the options are the candidate answer tokens themselves."""
+    answer = entity.attributes[attribute]
+    distractors = rng.sample([v for v in world.attribute_values[attribute] if v != answer], 3)
+    choices = distractors + [answer]
+    rng.shuffle(choices)
+    options = "\n".join(f"{letter} . {choice}" for letter, choice in zip("ABCD", choices))
+    question = QUESTIONS[attribute].format(e=entity.name)
+    prompt = (
+        "The following are multiple choice questions ( with answers ) about people .\n\n"
+        f"{question}\n{options}\nAnswer :"
+    )
+    return {
+        "prompt": prompt,
+        "answer_prefix": "The answer is",
+        "response": f"The answer is {answer} .",
+        "answer": answer,
+        "choices": choices,
+        "label": choices.index(answer),
+        "subjects": [entity.name, attribute],
+        "frequency": entity.weight,
+    }
+
+
+def arith_item(buyer: str, purchases: list[tuple[int, Item]]) -> dict:
+    """A word problem over recalled prices with a worked answer ending "So the answer is N ."."""
+    wanted = " and ".join(f"{qty} {item.name}" for qty, item in purchases)
+    prompt = (
+        "Answer the following question .\n\n"
+        f"Question : {buyer} buys {wanted} . How many coins does {buyer} pay ?"
+    )
+    steps = [f"{qty} {item.name} cost {qty} * {item.price} = {qty * item.price} ."
+             for qty, item in purchases]
+    subtotals = [qty * item.price for qty, item in purchases]
+    total = sum(subtotals)
+    if len(subtotals) > 1:
+        steps.append(f"{' + '.join(map(str, subtotals))} = {total} .")
+    return {
+        "prompt": prompt,
+        "answer_prefix": "Answer :",
+        "response": f"Answer : {' '.join(steps)} So the answer is {total} .",
+        "answer": str(total),
+        "subjects": [item.name for _, item in purchases],
+        "frequency": min(item.weight for _, item in purchases),
+    }
+
+
+def _code_item(prompt_code: str, signature: str, params: tuple[str, ...], body: str,
+               reference: Callable[..., int], fns: list[Function]) -> dict:
+    """A code item whose reference solution is ``signature return body``; hidden tests call it."""
+    entry_point = signature.split()[1]
+    solution = f"{signature} return {body}"
+    calls = [(x,) for x in TEST_INPUTS] if len(params) == 1 else list(zip(TEST_INPUTS, TEST_INPUTS[::-1]))
+    test_code = "\n".join(
+        f"assert {entry_point}({', '.join(map(str, c))}) == {reference(*c)}" for c in calls
+    )
+    return {
+        "prompt": CODE_INSTRUCTION + prompt_code,
+        "answer_prefix": CODE_ANSWER_PREFIX.rstrip("\n"),
+        "response": CODE_ANSWER_PREFIX + solution,
+        "answer": solution,
+        "entry_point": entry_point,
+        "code_prefix": signature,
+        "test_code": test_code,
+        "subjects": [fn.name for fn in fns],
+        "frequency": min(fn.weight for fn in fns),
+    }
+
+
+def code_complete_item(fns: list[Function]) -> dict:
+    """HumanEval-like: signature plus docstring naming library functions; inline their behaviour."""
+    if len(fns) == 1:
+        (f,) = fns
+        doc, body, ref = f"apply {f.name} to x", f.apply("x", atomic=True), f
+    else:
+        f, g = fns
+        doc = f"apply {f.name} to x , then apply {g.name}"
+        body = g.apply(f.apply("x", atomic=True), atomic=False)
+        ref = lambda x: g(f(x))  # noqa: E731
+    return _code_item(f'def f ( x ) : """ {doc} """', "def f ( x ) :", ("x",), body, ref, fns)
+
+
+def code_write_item(fns: list[Function], combine: str) -> dict:
+    """MBPP-like: a one-line description and a signature; write a two-argument function."""
+    if len(fns) == 1:
+        (f,) = fns
+        text = f"Write a function that returns {f.name} of the sum of a and b ."
+        body, ref = f.apply("a + b", atomic=False), lambda a, b: f(a + b)
+    else:
+        f, g = fns
+        word = {"+": "plus", "-": "minus"}[combine]
+        text = f"Write a function that returns {f.name} of a {word} {g.name} of b ."
+        body = f"( {f.apply('a', atomic=True)} ) {combine} ( {g.apply('b', atomic=True)} )"
+        ref = (lambda a, b: f(a) + g(b)) if combine == "+" else (lambda a, b: f(a) - g(b))
+    signature = "def g ( a , b ) :"
+    return _code_item(f"{text}\n{signature}", signature, ("a", "b"), body, ref, fns)
+
+
+def draw_weighted(rng: random.Random, subjects: tuple, k: int = 1) -> list:
+    """Draw ``k`` distinct subjects with probability proportional to their frequency weight."""
+    chosen: list = []
+    while len(chosen) < k:
+        pick = rng.choices(subjects, weights=[s.weight for s in subjects])[0]
+        if pick not in chosen:
+            chosen.append(pick)
+    return chosen
+
+
+def facts_items(world: World, rng: random.Random, pairs: list[tuple[Entity, str]]) -> Iterator[dict]:
+    for entity, attribute in pairs:
+        yield facts_item(world, entity, attribute, rng)
+
+
+def random_arith_item(world: World, items: tuple[Item, ...], rng: random.Random) -> dict:
+    n_recalls = 1 if rng.random() < 0.4 else 2
+    purchases = [(rng.randint(1, 3), item) for item in draw_weighted(rng, items, n_recalls)]
+    return arith_item(rng.choice(world.buyers), purchases)
+
+
+def random_code_complete_item(fns: tuple[Function, ...], rng: random.Random) -> dict:
+    return code_complete_item(draw_weighted(rng, fns, 1 if rng.random() < 0.3 else 2))
+
+
+def random_code_write_item(fns: tuple[Function, ...], rng: random.Random) -> dict:
+    if rng.random() < 0.3:
+        return code_write_item(draw_weighted(rng, fns, 1), "+")
+    return code_write_item(draw_weighted(rng, fns, 2), rng.choice("+-"))
+
+
+def _unique(draw: Callable[[], dict], n: int, exclude: set[str]) -> list[dict]:
+    """``n`` items from ``draw`` whose prompts are new; adds them to ``exclude``."""
+    items: list[dict] = []
+    for _ in range(200 * n):
+        if len(items) == n:
+            return items
+        item = draw()
+        if item["prompt"] not in exclude:
+            exclude.add(item["prompt"])
+            items.append(item)
+    raise ValueError(f"could not draw {n} distinct items: the world is too small for the split sizes")
+
+
+def _random_splits(sizes: dict[str, int], draw_train: Callable[[], dict],
+                   draw_test: Callable[[], dict], seen: set[str]) -> dict[str, list[dict]]:
+    splits = {"test": _unique(draw_test, sizes["test"], seen)}
+    for name in TRANSFER_SPLITS:
+        splits[name] = _unique(draw_train, sizes[name], seen)
+    return splits
+
+
+def _facts_splits(world: World, rng: random.Random, sizes: dict[str, int]) -> dict[str, list[dict]]:
+    """Test asks one attribute of an entity; the transfer splits ask only its other attributes."""
+    attributes = list(world.attribute_values)
+    test_entities = rng.sample(world.entities, sizes["test"])
+    test_pairs = [(e, rng.choice(attributes)) for e in test_entities]
+    held_out = {(e.name, a) for e, a in test_pairs}
+    rest = [(e, a) for e in world.entities for a in attributes if (e.name, a) not in held_out]
+    rng.shuffle(rest)
+    splits = {"test": list(facts_items(world, rng, test_pairs))}
+    start = 0
+    for name in TRANSFER_SPLITS:
+        splits[name] = list(facts_items(world, rng, rest[start:start + sizes[name]]))
+        start += sizes[name]
+    return splits
+
+
+def split_items(world: World, family: str, seed: int) -> dict[str, list[dict]]:
+    """All splits of one family as lists of item dicts; deterministic in (world, family, seed)."""
+    rng = random.Random(f"{seed}-{family}")
+    sizes = {name: max(1, round(n * world.config.split_scale)) for name, n in SPLIT_SIZES[family].items()}
+    if family == "facts":
+        return _facts_splits(world, rng, sizes)
+    if family == "arith":
+        train_pool, test_pool = world.split_pools(world.items)
+        draw = lambda pool: lambda: random_arith_item(world, pool, rng)  # noqa: E731
+    elif family == "code_complete":
+        train_pool, test_pool = world.split_pools(world.functions)
+        draw = lambda pool: lambda: random_code_complete_item(pool, rng)  # noqa: E731
+    elif family == "code_write":
+        train_pool, test_pool = world.split_pools(world.functions)
+        draw = lambda pool: lambda: random_code_write_item(pool, rng)  # noqa: E731
+    else:
+        raise ValueError(f"unknown task family {family!r}; choose from {FAMILIES}")
+    return _random_splits(sizes, draw(train_pool), draw(test_pool), set())
+
+
+def build_task_splits(world: World, seed: int) -> dict[str, DatasetDict]:
+    """Every family's splits as HF ``DatasetDict`` objects (train, align, extract, test)."""
+    return {
+        family: DatasetDict({name: Dataset.from_list(items)
+                             for name, items in split_items(world, family, seed).items()})
+        for family in FAMILIES
+    }

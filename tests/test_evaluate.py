@@ -1,0 +1,74 @@
+"""The evaluator on hand-made right and wrong answers, and end to end on a tiny real model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from lsa_utils.evaluate import evaluate_family, extract_program, judge, last_number
+from lsa_utils.world import FAMILIES, CorpusMix, WorldConfig, build_tokenizer, build_world, pretraining_documents
+from lsa_utils.world.tasks import split_items
+
+WORLD = build_world(WorldConfig(seed=1, n_entities=40, n_items=40, n_functions=20, split_scale=0.02))
+
+
+def _split(family: str) -> Dataset:
+    return Dataset.from_list(split_items(WORLD, family, seed=0)["test"])
+
+
+def _gold_continuation(row: dict) -> str:
+    return row["response"].removeprefix(row["answer_prefix"])
+
+
+@pytest.mark.parametrize("family", ["arith", "code_complete", "code_write"])
+def test_gold_answers_are_right(family):
+    data = _split(family)
+    assert all(judge(family, data, [_gold_continuation(row) for row in data]))
+
+
+def test_facts_right_and_wrong_choices():
+    data = _split("facts")
+    labels = data["label"]
+    assert all(judge("facts", data, labels))
+    assert not any(judge("facts", data, [(label + 1) % 4 for label in labels]))
+
+
+def test_arith_wrong_numbers_are_wrong():
+    data = _split("arith")
+    wrong = [f"{_gold_continuation(row)} so maybe {int(row['answer']) + 1}" for row in data]
+    assert not any(judge("arith", data, wrong))
+    assert not any(judge("arith", data, ["I do not know"] * len(data)))
+
+
+@pytest.mark.parametrize("family", ["code_complete", "code_write"])
+def test_code_wrong_constants_and_garbage_fail(family):
+    data = _split(family)
+    wrong = [_gold_continuation(row) + " + 1" for row in data]
+    assert not any(judge(family, data, wrong))
+    assert not any(judge(family, data, ["return ( ( (", "while True : pass", ""][: len(data)] * len(data)))
+
+
+def test_last_number_and_program_extraction():
+    assert last_number("2 * 7 = 14 . So the answer is 17 .") == "17"
+    assert last_number("The answer is -3.0") == "-3"
+    assert last_number("no digits") is None
+    assert extract_program("\n\n def f ( x ) : return x", "f", "def f ( x ) :") == "def f ( x ) : return x"
+    assert extract_program(" return x + 1", "f", "def f ( x ) :") == "def f ( x ) : return x + 1"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_evaluate_family_on_a_tiny_real_model(family):
+    docs = list(pretraining_documents(WORLD, CorpusMix(), 5_000, seed=0, split_seed=0))
+    data = _split(family)
+    tokenizer = build_tokenizer(docs + [f"{r['prompt']} {r['response']}" for r in data])
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)).eval()
+    result = evaluate_family(model, tokenizer, family, data, max_new_tokens=8)
+    assert len(result.correct) == len(result.outputs) == len(data)
+    assert 0.0 <= result.score <= 100.0
+    assert result.metric == {"facts": "accuracy", "arith": "exact_match"}.get(family, "pass@1")

@@ -1,0 +1,48 @@
+"""Every notebook runs end to end on the smoke profile through the same runner as `make reproduce`."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pandas as pd
+import pytest
+
+from lsa_utils.paths import NOTEBOOKS_DIR
+from lsa_utils.runner import run_notebook
+
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """Run every notebook once, in order, into a throw-away results folder with its own cache."""
+    root = tmp_path_factory.mktemp("smoke")
+    for notebook in NOTEBOOKS:
+        run_notebook(notebook, "smoke", results_dir=root / "results", device="cpu",
+                     overrides={"cache_dir": str(root / "cache")})
+    return root / "results"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_executes_and_leaves_a_run_record(results, notebook):
+    executed = nbformat.read(results / "executed" / notebook.name, as_version=4)
+    assert all("ename" not in out for cell in executed.cells for out in cell.get("outputs", []))
+    record = json.loads((results / "runs" / f"{notebook.stem}.json").read_text())
+    assert record["profile"] == "smoke" and record["device"] == "cpu"
+
+
+def test_sources_are_output_free():
+    for notebook in NOTEBOOKS:
+        cells = nbformat.read(notebook, as_version=4).cells
+        assert not any(c.get("outputs") or c.get("execution_count") for c in cells if c.cell_type == "code")
+
+
+def test_models_table_schema(results):
+    table = pd.read_csv(results / "tables" / "models.csv")
+    assert list(table.columns) == ["profile", "model", "n_params", "n_layers", "hidden_size", "task", "metric", "score"]
+    assert set(table["model"]) == {"student", "teacher", "code_teacher"}
+    assert set(table["task"]) == {"facts", "arith", "code_complete", "code_write"}
+    assert table["score"].between(0, 100).all()
+    for figure in ("00_model_scores.png", "00_training_loss.png", "00_scores_by_frequency.png"):
+        assert (results / "figures" / figure).stat().st_size > 0

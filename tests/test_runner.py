@@ -1,0 +1,99 @@
+"""The runner executes a notebook under a profile and leaves an executed copy and a run record."""
+
+import json
+from pathlib import Path
+
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+from lsa_utils.paths import REPO_ROOT
+from lsa_utils.runner import KERNEL_NAME, NotebookFailed, _results_dir_parameter, find_seeds, main, run_notebook
+
+ECHO = Path(__file__).parent / "fixtures" / "echo.ipynb"
+PROFILE = """\
+all:
+  profile: fixture
+  device: cpu
+  seed: 7
+  world: {n_entities: 3, seed: 11}
+echo:
+  world: {n_entities: 4}
+"""
+RECORD_FIELDS = {"notebook", "profile", "parameters", "seeds", "git_commit", "git_dirty", "versions", "device",
+                 "started_at", "wall_time_s"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernel() -> None:
+    try:
+        KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+    except NoSuchKernel:
+        pytest.fail(f"Jupyter kernel {KERNEL_NAME!r} is not registered: run `make setup`")
+
+
+@pytest.fixture
+def profile(tmp_path: Path) -> Path:
+    path = tmp_path / "fixture.yaml"
+    path.write_text(PROFILE)
+    return path
+
+
+def test_run_writes_executed_notebook_and_record(tmp_path: Path, profile: Path) -> None:
+    results = tmp_path / "results"
+    executed = run_notebook(ECHO, profile, results_dir=results)
+
+    assert executed == results / "executed" / "echo.ipynb"
+    notebook = json.loads(executed.read_text())
+    assert notebook["metadata"]["papermill"]["input_path"] == "tests/fixtures/echo.ipynb"
+    echoed = json.loads((results / "echo" / "params.json").read_text())
+    assert echoed == {"profile": "fixture", "device": "cpu", "seed": 7, "world": {"n_entities": 4, "seed": 11}}
+
+    record = json.loads((results / "runs" / "echo.json").read_text())
+    assert RECORD_FIELDS <= set(record)
+    assert record["profile"] == "fixture" and record["device"] == "cpu"
+    assert record["parameters"]["results_dir"] == str(results)
+    assert record["seeds"] == {"seed": 7, "world.seed": 11}
+    assert {"python", "torch", "transformers", "datasets", "peft", "papermill", "numpy"} <= set(record["versions"])
+    assert record["wall_time_s"] > 0
+    assert sorted(p.name for p in (results / "executed").iterdir()) == ["echo.ipynb"]
+
+
+def test_failed_run_keeps_the_good_copy(tmp_path: Path, profile: Path) -> None:
+    results = tmp_path / "results"
+    good = run_notebook(ECHO, profile, results_dir=results).read_bytes()
+    with pytest.raises(NotebookFailed, match="RuntimeError: asked to fail.*echo.failed.ipynb"):
+        run_notebook(ECHO, profile, results_dir=results, overrides={"fail": True})
+    executed = results / "executed"
+    assert (executed / "echo.ipynb").read_bytes() == good
+    assert sorted(p.name for p in executed.iterdir()) == ["echo.failed.ipynb", "echo.ipynb"]
+
+
+def test_unknown_parameter_is_named_with_the_valid_ones(tmp_path: Path, profile: Path) -> None:
+    with pytest.raises(ValueError, match="n_layers") as info:
+        run_notebook(ECHO, profile, results_dir=tmp_path, overrides={"n_layers": 4})
+    assert "device, fail, profile, results_dir, seed, world" in str(info.value)
+    assert not (tmp_path / "executed").exists()
+
+
+def test_unknown_profile_section_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("all: {}\nnot_a_notebook: {seed: 1}\n")
+    with pytest.raises(ValueError, match="not_a_notebook.*valid sections: all, echo"):
+        run_notebook(ECHO, path, results_dir=tmp_path)
+
+
+def test_cli_prints_one_line_per_notebook(tmp_path: Path, profile: Path, capsys) -> None:
+    code = main(["--profile", str(profile), "--device", "cpu", "--results-dir", str(tmp_path), str(ECHO)])
+    assert code == 0
+    assert capsys.readouterr().out.startswith("ok     echo.ipynb [")
+
+
+def test_results_dir_inside_the_repo_is_passed_relative(tmp_path: Path) -> None:
+    assert _results_dir_parameter(REPO_ROOT / "results", REPO_ROOT / "notebooks") == "../results"
+    assert _results_dir_parameter(tmp_path, REPO_ROOT / "notebooks") == str(tmp_path)
+
+
+def test_seeds_are_found_at_any_depth() -> None:
+    parameters = {"seed": 1, "zoo": {"pretrain": {"seed": 2, "lr": 0.1}, "split_seed": 3},
+                  "seeds": {"world": 4}, "n": 5}
+    assert find_seeds(parameters) == {"seed": 1, "zoo.pretrain.seed": 2, "zoo.split_seed": 3, "seeds.world": 4}

@@ -1,0 +1,81 @@
+"""The zoo: tiny models train, save and load like hub models, and a second load reuses the cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lsa_utils import zoo as zoo_module
+from lsa_utils.zoo import MODEL_NAMES, ZooConfig, load_zoo, model_key, world_key
+
+TINY = {
+    "world": {"seed": 0, "n_entities": 30, "n_items": 30, "n_functions": 20, "split_scale": 0.02},
+    "student": {"n_layers": 2, "hidden_size": 16, "n_heads": 2, "intermediate_size": 32},
+    "teacher": {"n_layers": 3, "hidden_size": 24, "n_heads": 2, "intermediate_size": 48},
+    "pretrain": {"tokens": 4096, "batch_size": 4, "seq_len": 32, "warmup_steps": 2},
+    "code_continuation": {"tokens": 1024, "batch_size": 4, "seq_len": 32, "warmup_steps": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("zoo-cache")
+
+
+@pytest.fixture(scope="module")
+def zoo(cache):
+    return load_zoo(ZooConfig.from_dict(TINY), cache, torch.device("cpu"))
+
+
+def test_zoo_shapes_follow_the_config(zoo):
+    world, models = zoo
+    assert set(models) == set(MODEL_NAMES)
+    assert models["student"].config.num_hidden_layers == 2
+    assert models["teacher"].config.hidden_size == models["code_teacher"].config.hidden_size == 24
+    assert all(m.config.vocab_size == len(world.tokenizer) for m in models.values())
+    assert all(m.config.tie_word_embeddings for m in models.values())
+
+
+def test_code_teacher_starts_from_the_teacher_and_moves_away(zoo):
+    _, models = zoo
+    teacher, code = models["teacher"].state_dict(), models["code_teacher"].state_dict()
+    assert teacher.keys() == code.keys()
+    assert any(not torch.equal(teacher[k], code[k]) for k in teacher)
+
+
+def test_second_load_reuses_the_cache(zoo, cache, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("the zoo retrained although every model was cached")
+
+    monkeypatch.setattr(zoo_module, "train_causal_lm", no_training)
+    _, models = zoo
+    _, again = load_zoo(ZooConfig.from_dict(TINY), cache, torch.device("cpu"))
+    ids = torch.arange(10).unsqueeze(0)
+    for name in MODEL_NAMES:
+        torch.testing.assert_close(again[name](ids).logits, models[name](ids).logits)
+
+
+def test_keys_depend_on_what_the_stage_depends_on():
+    base = ZooConfig.from_dict(TINY)
+    wider_student = ZooConfig.from_dict({**TINY, "student": {**TINY["student"], "hidden_size": 32}})
+    assert world_key(base) == world_key(wider_student)
+    assert model_key(base, "teacher") == model_key(wider_student, "teacher")
+    assert model_key(base, "student") != model_key(wider_student, "student")
+    longer_code = ZooConfig.from_dict({**TINY, "code_continuation": {**TINY["code_continuation"], "tokens": 2048}})
+    assert model_key(base, "teacher") == model_key(longer_code, "teacher")
+    assert model_key(base, "code_teacher") != model_key(longer_code, "code_teacher")
+
+
+def test_unknown_config_key_is_an_error():
+    with pytest.raises(TypeError, match="hidden"):
+        ZooConfig.from_dict({"student": {"n_layers": 2, "hidden": 16}})
+
+
+def test_interrupted_training_leaves_no_checkpoint(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zoo_module, "train_causal_lm", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_zoo(ZooConfig.from_dict(TINY), tmp_path, torch.device("cpu"))
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
