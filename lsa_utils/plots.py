@@ -35,6 +35,7 @@ def plot_training_curves(losses: dict[str, list[float]], smoothing: int = 20) ->
 def plot_scores_by_frequency(table: pd.DataFrame) -> plt.Figure:
     """One panel per task: score by how often the recalled subject appears in the corpus."""
     grid = sns.catplot(table, x="frequency", y="score", hue="model", col="task", kind="point",
+                       col_order=list(dict.fromkeys(table["task"])), hue_order=list(dict.fromkeys(table["model"])),
                        height=2.8, aspect=0.9, errorbar=None)
     grid.set(ylim=(-2, 102))
     grid.set_axis_labels("corpus frequency of the subject", "score (%)")

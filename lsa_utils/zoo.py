@@ -260,11 +260,11 @@ def describe_zoo(config: ZooConfig, cache_dir: Path, models: dict[str, LlamaForC
 def scores_by_frequency(items: pd.DataFrame, tasks: dict[str, DatasetDict], split: str = "test") -> pd.DataFrame:
     """Score per model, task and tercile of the corpus frequency of the item's rarest subject."""
     frames = []
-    for task, frame in items.groupby("task"):
+    for task, frame in items.groupby("task", sort=False):
         frequency = np.asarray(tasks[task][split]["frequency"])
         tercile = pd.qcut(frequency, 3, labels=["rare", "middle", "common"])
         frames.append(frame.assign(frequency=tercile[frame["item"].to_numpy()]))
-    table = pd.concat(frames).groupby(["model", "task", "frequency"], observed=True)["correct"].mean()
+    table = pd.concat(frames).groupby(["model", "task", "frequency"], observed=True, sort=False)["correct"].mean()
     return (100 * table).rename("score").reset_index()
 
 

@@ -97,3 +97,9 @@ def test_reference_solutions_pass_their_hidden_tests(world):
     for family in ("code_complete", "code_write"):
         for row in split_items(world, family, seed=0)["test"][:5]:
             assert run_tests(row["answer"], row["test_code"]).status == "passed", row["answer"]
+
+
+def test_a_world_too_small_for_its_splits_says_what_to_change():
+    tiny = build_world(WorldConfig(n_entities=30, n_items=30, n_functions=20, split_scale=1.0))
+    with pytest.raises(ValueError, match="n_entities=30.*raise n_entities or lower split_scale"):
+        split_items(tiny, "facts", seed=0)

@@ -132,7 +132,7 @@ def code_complete_item(fns: list[Function]) -> dict:
     return _code_item(f'def f ( x ) : """ {doc} """', "def f ( x ) :", ("x",), body, ref, fns)
 
 
-def code_write_item(fns: list[Function], combine: str) -> dict:
+def code_write_item(fns: list[Function]) -> dict:
     """MBPP-like: a one-line description and a signature; write a two-argument function."""
     if len(fns) == 1:
         (f,) = fns
@@ -140,10 +140,9 @@ def code_write_item(fns: list[Function], combine: str) -> dict:
         body, ref = f.apply("a + b", atomic=False), lambda a, b: f(a + b)
     else:
         f, g = fns
-        word = {"+": "plus", "-": "minus"}[combine]
-        text = f"Write a function that returns {f.name} of a {word} {g.name} of b ."
-        body = f"( {f.apply('a', atomic=True)} ) {combine} ( {g.apply('b', atomic=True)} )"
-        ref = (lambda a, b: f(a) + g(b)) if combine == "+" else (lambda a, b: f(a) - g(b))
+        text = f"Write a function that returns {f.name} of a plus {g.name} of b ."
+        body = f"( {f.apply('a', atomic=True)} ) + ( {g.apply('b', atomic=True)} )"
+        ref = lambda a, b: f(a) + g(b)  # noqa: E731
     signature = "def g ( a , b ) :"
     return _code_item(f"{text}\n{signature}", signature, ("a", "b"), body, ref, fns)
 
@@ -174,9 +173,7 @@ def random_code_complete_item(fns: tuple[Function, ...], rng: random.Random) -> 
 
 
 def random_code_write_item(fns: tuple[Function, ...], rng: random.Random) -> dict:
-    if rng.random() < 0.3:
-        return code_write_item(draw_weighted(rng, fns, 1), "+")
-    return code_write_item(draw_weighted(rng, fns, 2), rng.choice("+-"))
+    return code_write_item(draw_weighted(rng, fns, 1 if rng.random() < 0.3 else 2))
 
 
 def _unique(draw: Callable[[], dict], n: int, exclude: set[str]) -> list[dict]:
@@ -203,6 +200,10 @@ def _random_splits(sizes: dict[str, int], draw_train: Callable[[], dict],
 def _facts_splits(world: World, rng: random.Random, sizes: dict[str, int]) -> dict[str, list[dict]]:
     """Test asks one attribute of an entity; the transfer splits ask only its other attributes."""
     attributes = list(world.attribute_values)
+    n_entities, needed = len(world.entities), sum(sizes[name] for name in TRANSFER_SPLITS)
+    if sizes["test"] > n_entities or needed > n_entities * len(attributes) - sizes["test"]:
+        raise ValueError(f"facts needs {sizes['test']} test entities and {needed} other (entity, attribute) "
+                         f"pairs, but n_entities={n_entities}: raise n_entities or lower split_scale")
     test_entities = rng.sample(world.entities, sizes["test"])
     test_pairs = [(e, rng.choice(attributes)) for e in test_entities]
     held_out = {(e.name, a) for e, a in test_pairs}
