@@ -20,7 +20,7 @@ from itertools import product
 import pandas as pd
 import torch
 from datasets import Dataset, DatasetDict
-from tqdm.auto import tqdm
+from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lsa_utils.prompts import chat_prompt

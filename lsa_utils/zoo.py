@@ -14,15 +14,19 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pandas as pd
 import torch
+import transformers
 from datasets import DatasetDict, load_from_disk
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
+from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from lsa_utils.cache import atomic_dir, config_key
@@ -37,6 +41,22 @@ from lsa_utils.world import (
 )
 
 MODEL_NAMES = ("student", "teacher", "code_teacher")
+PROGRESS_INTERVAL_S = 5.0  # executed notebooks keep every progress update: keep them few
+
+
+@contextmanager
+def quiet_hf_progress() -> Iterator[None]:
+    """Silence the per-shard progress bars of datasets and transformers while the zoo saves and loads."""
+    was_on = datasets.is_progress_bar_enabled(), transformers.utils.logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on[0]:
+            datasets.enable_progress_bars()
+        if was_on[1]:
+            transformers.utils.logging.enable_progress_bar()
 
 
 @dataclass(frozen=True)
@@ -186,7 +206,7 @@ def train_causal_lm(model: LlamaForCausalLM, ids: torch.Tensor, budget: Training
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     losses: list[float] = []
-    bar = tqdm(batches, desc=desc, unit="step")
+    bar = tqdm(batches, desc=desc, unit="step", mininterval=PROGRESS_INTERVAL_S)
     for batch in bar:
         batch = batch.to(device)
         loss = model(input_ids=batch, labels=batch).loss  # the model shifts the labels
@@ -215,10 +235,16 @@ def _train_and_save(model: LlamaForCausalLM, ids: torch.Tensor, budget: Training
     _save(model.cpu(), path, losses, time.perf_counter() - start, budget.tokens)
 
 
-def load_zoo(config: ZooConfig, cache_dir: Path, device: torch.device) -> tuple[WorldAssets, dict[str, LlamaForCausalLM]]:
+def load_zoo(config: ZooConfig, cache_dir: Path,
+             device: torch.device) -> tuple[WorldAssets, dict[str, LlamaForCausalLM]]:
     """The world and its three models, training (and caching) whatever is missing."""
+    with quiet_hf_progress():
+        return _load_zoo(config, Path(cache_dir), device)
+
+
+def _load_zoo(config: ZooConfig, cache_dir: Path, device: torch.device) -> tuple[WorldAssets, dict[str, LlamaForCausalLM]]:
     world = build_or_load_world(config, cache_dir)
-    paths = {name: Path(cache_dir) / "models" / f"{name}-{model_key(config, name)}" for name in MODEL_NAMES}
+    paths = {name: cache_dir / "models" / f"{name}-{model_key(config, name)}" for name in MODEL_NAMES}
     max_positions = 2 * config.pretrain.seq_len
     for name in ("student", "teacher"):
         if not paths[name].exists():

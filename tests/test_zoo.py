@@ -79,3 +79,18 @@ def test_interrupted_training_leaves_no_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         load_zoo(ZooConfig.from_dict(TINY), tmp_path, torch.device("cpu"))
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_profile_zoo_mirrors_the_papers_setting(profile):
+    """Teacher deeper and wider with a non-integer depth ratio; vocabulary over 4x the teacher's width."""
+    from lsa_utils.profiles import load_profile
+    from lsa_utils.world import build_world
+
+    config = ZooConfig.from_dict(load_profile(profile)["all"]["zoo"])
+    student, teacher = config.student, config.teacher
+    assert teacher.n_layers > student.n_layers and teacher.hidden_size > student.hidden_size
+    assert teacher.n_layers % student.n_layers != 0
+    world = build_world(config.world)
+    names = {e.name for e in world.entities} | {i.name for i in world.items} | {f.name for f in world.functions}
+    assert len(names) > 4 * teacher.hidden_size

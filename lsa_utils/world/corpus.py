@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 from lsa_utils.prompts import chat_text
-from lsa_utils.world.knowledge import Function, Item, World
+from lsa_utils.world.knowledge import STATEMENTS, Function, Item, World
 from lsa_utils.world.tasks import (
     random_arith_item,
     random_code_complete_item,
@@ -24,13 +24,6 @@ from lsa_utils.world.tasks import (
     draw_weighted,
 )
 
-STATEMENTS = {
-    "city": ("{e} lives in {v} .", "{e} is from {v} .", "the home town of {e} is {v} ."),
-    "job": ("{e} works as a {v} .", "{e} is a {v} .", "the job of {e} is {v} ."),
-    "color": ("{e} likes the color {v} .", "the favourite color of {e} is {v} .", "{e} loves {v} things ."),
-    "food": ("{e} likes to eat {v} .", "the favourite food of {e} is {v} .", "{e} often eats {v} ."),
-    "pet": ("{e} has a pet {v} .", "{e} keeps a {v} at home .", "the pet of {e} is a {v} ."),
-}
 PRICE_STATEMENTS = (
     "one {i} costs {p} coins .", "a {i} is sold for {p} coins .",
     "the price of one {i} is {p} coins .", "you pay {p} coins for a {i} .",

@@ -23,6 +23,14 @@ ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
     "pet": ("cat", "dog", "horse", "goat", "parrot", "rabbit", "owl", "turtle",
             "fox", "pig", "duck", "mouse"),
 }
+# How the corpus states each attribute; the first form is also the answer prefix of `facts` questions.
+STATEMENTS = {
+    "city": ("{e} lives in {v} .", "{e} is from {v} .", "the home town of {e} is {v} ."),
+    "job": ("{e} works as a {v} .", "{e} is a {v} .", "the job of {e} is {v} ."),
+    "color": ("{e} likes the color {v} .", "the favourite color of {e} is {v} .", "{e} loves {v} things ."),
+    "food": ("{e} likes to eat {v} .", "the favourite food of {e} is {v} .", "{e} often eats {v} ."),
+    "pet": ("{e} has a pet {v} .", "{e} keeps a {v} at home .", "the pet of {e} is a {v} ."),
+}
 N_CITIES = 16
 OPERATORS = ("+", "-", "*")
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 
 from datasets import Dataset, DatasetDict
 
-from lsa_utils.world.knowledge import Entity, Function, Item, World
+from lsa_utils.world.knowledge import STATEMENTS, Entity, Function, Item, World
 
 FAMILIES = ("facts", "arith", "code_complete", "code_write")
 # As in the paper (train) and in LaTen's protocol (align / extract); test is ours.
@@ -48,24 +48,30 @@ QUESTIONS = {
 CODE_INSTRUCTION = "Complete the following python function .\n\n\n"
 CODE_ANSWER_PREFIX = "Here is the completed function :\n\n\n"
 TEST_INPUTS = (0, 1, 2, 5, 11)
+SINGLE_RECALL_SHARE = 0.5  # items needing one recall keep the student above chance; two split the sizes
 
 
 def facts_item(world: World, entity: Entity, attribute: str, rng: random.Random) -> dict:
-    """A four-option question; the options are the candidate answer tokens themselves."""
+    """A four-option question; the options are the candidate answer tokens themselves.
+
+    The answer restates the question ("Posorur lives in ...") so that the scored token is the recalled
+    attribute itself, as the corpus states it.
+    """
     answer = entity.attributes[attribute]
     distractors = rng.sample([v for v in world.attribute_values[attribute] if v != answer], 3)
     choices = distractors + [answer]
     rng.shuffle(choices)
     options = "\n".join(f"{letter} . {choice}" for letter, choice in zip("ABCD", choices))
     question = QUESTIONS[attribute].format(e=entity.name)
+    statement = STATEMENTS[attribute][0].format(e=entity.name, v=answer)
     prompt = (
         "The following are multiple choice questions ( with answers ) about people .\n\n"
         f"{question}\n{options}\nAnswer :"
     )
     return {
         "prompt": prompt,
-        "answer_prefix": "The answer is",
-        "response": f"The answer is {answer} .",
+        "answer_prefix": statement.removesuffix(f" {answer} ."),
+        "response": statement,
         "answer": answer,
         "choices": choices,
         "label": choices.index(answer),
@@ -163,17 +169,17 @@ def facts_items(world: World, rng: random.Random, pairs: list[tuple[Entity, str]
 
 
 def random_arith_item(world: World, items: tuple[Item, ...], rng: random.Random) -> dict:
-    n_recalls = 1 if rng.random() < 0.4 else 2
+    n_recalls = 1 if rng.random() < SINGLE_RECALL_SHARE else 2
     purchases = [(rng.randint(1, 3), item) for item in draw_weighted(rng, items, n_recalls)]
     return arith_item(rng.choice(world.buyers), purchases)
 
 
 def random_code_complete_item(fns: tuple[Function, ...], rng: random.Random) -> dict:
-    return code_complete_item(draw_weighted(rng, fns, 1 if rng.random() < 0.3 else 2))
+    return code_complete_item(draw_weighted(rng, fns, 1 if rng.random() < SINGLE_RECALL_SHARE else 2))
 
 
 def random_code_write_item(fns: tuple[Function, ...], rng: random.Random) -> dict:
-    return code_write_item(draw_weighted(rng, fns, 1 if rng.random() < 0.3 else 2))
+    return code_write_item(draw_weighted(rng, fns, 1 if rng.random() < SINGLE_RECALL_SHARE else 2))
 
 
 def _unique(draw: Callable[[], dict], n: int, exclude: set[str]) -> list[dict]:
