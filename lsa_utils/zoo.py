@@ -41,6 +41,7 @@ from lsa_utils.world import (
 )
 
 MODEL_NAMES = ("student", "teacher", "code_teacher")
+WORLD_FORMAT = 1  # bump when the generator's output changes, so caches of older worlds are not reused
 PROGRESS_INTERVAL_S = 5.0  # executed notebooks keep every progress update: keep them few
 
 
@@ -112,7 +113,7 @@ class WorldAssets:
 
 
 def world_key(config: ZooConfig) -> str:
-    return config_key({"world": asdict(config.world), "mix": asdict(config.mix),
+    return config_key({"world": asdict(config.world), "mix": asdict(config.mix), "format": WORLD_FORMAT,
                        "tokens": config.pretrain.tokens, "split_seed": config.split_seed})
 
 
