@@ -86,10 +86,10 @@ class ZooConfig:
     world: WorldConfig = field(default_factory=WorldConfig)
     mix: CorpusMix = field(default_factory=CorpusMix)
     student: ModelShape = ModelShape(4, 80, 4, 216)
-    teacher: ModelShape = ModelShape(6, 192, 6, 512)
-    pretrain: TrainingBudget = TrainingBudget(tokens=2_000_000)
+    teacher: ModelShape = ModelShape(6, 160, 5, 432)
+    pretrain: TrainingBudget = TrainingBudget(tokens=1_500_000)
     code_mix: CorpusMix = CorpusMix(facts=0.14, arith=0.11, code=0.71, drills=0.04)
-    code_continuation: TrainingBudget = TrainingBudget(tokens=410_000, lr=5e-4, warmup_steps=10)
+    code_continuation: TrainingBudget = TrainingBudget(tokens=300_000, lr=5e-4, warmup_steps=10)
     split_seed: int = 0
 
     @classmethod
@@ -164,8 +164,9 @@ def code_corpus(config: ZooConfig, tokenizer: PreTrainedTokenizerFast) -> torch.
     return _tokenize_documents(tokenizer, documents)
 
 
-def new_model(shape: ModelShape, tokenizer: PreTrainedTokenizerFast, max_positions: int) -> LlamaForCausalLM:
-    """A randomly initialised Llama with tied embeddings (untied ones lost the facts gap)."""
+def new_model(shape: ModelShape, tokenizer: PreTrainedTokenizerFast, max_positions: int,
+              seed: int) -> LlamaForCausalLM:
+    """A Llama with tied embeddings (untied ones lost the facts gap), initialised from ``seed``."""
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=shape.hidden_size,
         intermediate_size=shape.intermediate_size, num_hidden_layers=shape.n_layers,
@@ -174,6 +175,7 @@ def new_model(shape: ModelShape, tokenizer: PreTrainedTokenizerFast, max_positio
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
+    torch.manual_seed(seed)
     return LlamaForCausalLM(config)
 
 
@@ -250,7 +252,7 @@ def _load_zoo(config: ZooConfig, cache_dir: Path, device: torch.device) -> tuple
     for name in ("student", "teacher"):
         if not paths[name].exists():
             shape = config.student if name == "student" else config.teacher
-            model = new_model(shape, world.tokenizer, max_positions)
+            model = new_model(shape, world.tokenizer, max_positions, config.pretrain.seed)
             _train_and_save(model, world.corpus_ids, config.pretrain, device, paths[name], f"train {name}")
     if not paths["code_teacher"].exists():
         model = LlamaForCausalLM.from_pretrained(paths["teacher"])

@@ -36,9 +36,9 @@ TOKEN_PATTERN = re.compile(r"\n|[^ \n]+")
 class CorpusMix:
     """Share of corpus tokens per kind of document (normalised when drawn)."""
 
-    facts: float = 0.35
-    arith: float = 0.28
-    code: float = 0.27
+    facts: float = 0.40
+    arith: float = 0.25
+    code: float = 0.25
     drills: float = 0.10
     qa_share: float = 0.15  # of facts documents: worked multiple-choice questions
     worked_share: float = 0.5  # of arith and code documents: worked task examples

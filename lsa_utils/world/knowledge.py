@@ -44,9 +44,9 @@ class WorldConfig:
     """The knowledge of the world; the corpus and splits are drawn from it."""
 
     seed: int = 0
-    n_entities: int = 500
-    n_items: int = 700
-    n_functions: int = 100
+    n_entities: int = 300
+    n_items: int = 400
+    n_functions: int = 150
     frequency_range: float = 30.0  # ratio of the most to the least frequent subject
     test_pool_fraction: float = 0.3  # items / functions reserved for the test split
     split_scale: float = 1.0  # task split sizes relative to the paper's (smaller worlds for tests)
