@@ -168,18 +168,21 @@ def facts_items(world: World, rng: random.Random, pairs: list[tuple[Entity, str]
         yield facts_item(world, entity, attribute, rng)
 
 
+def _n_recalls(rng: random.Random) -> int:
+    return 1 if rng.random() < SINGLE_RECALL_SHARE else 2
+
+
 def random_arith_item(world: World, items: tuple[Item, ...], rng: random.Random) -> dict:
-    n_recalls = 1 if rng.random() < SINGLE_RECALL_SHARE else 2
-    purchases = [(rng.randint(1, 3), item) for item in draw_weighted(rng, items, n_recalls)]
+    purchases = [(rng.randint(1, 3), item) for item in draw_weighted(rng, items, _n_recalls(rng))]
     return arith_item(rng.choice(world.buyers), purchases)
 
 
 def random_code_complete_item(fns: tuple[Function, ...], rng: random.Random) -> dict:
-    return code_complete_item(draw_weighted(rng, fns, 1 if rng.random() < SINGLE_RECALL_SHARE else 2))
+    return code_complete_item(draw_weighted(rng, fns, _n_recalls(rng)))
 
 
 def random_code_write_item(fns: tuple[Function, ...], rng: random.Random) -> dict:
-    return code_write_item(draw_weighted(rng, fns, 1 if rng.random() < SINGLE_RECALL_SHARE else 2))
+    return code_write_item(draw_weighted(rng, fns, _n_recalls(rng)))
 
 
 def _unique(draw: Callable[[], dict], n: int, exclude: set[str]) -> list[dict]:
