@@ -1,0 +1,251 @@
+"""One LoRA trainer for every transfer method: what trains, on what targets, with which losses.
+
+SemAlign (METHOD.md 1.6-1.8 and 2) trains LoRA on the paired student layers only, against aligned
+teacher activations computed once per item (``teacher_targets``), plus an output loss. The controls use
+the same trainer with other supervision (``sft``: no layer loss, cross-entropy), so every method sees
+the same batches, optimiser and budget.
+
+Schedules:
+- ``single`` (v1): all chosen layers train together for the whole budget;
+- ``frontier`` (v2, reconstruction): the layers train one at a time, shallow to deep, each for an equal
+  share of the same number of optimiser steps, earlier layers frozen afterwards.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from lsa_utils import arch, losses
+from lsa_utils.batches import Batch, collate, iterate_batches
+from lsa_utils.cache import atomic_dir
+from lsa_utils.capture import record
+from lsa_utils.semalign import align_hidden
+
+DEFAULT_MODULES = ("up_proj", "down_proj", "v_proj", "o_proj")
+SCHEDULES = ("single", "frontier")
+Pairing = Mapping[int, int | tuple[int, int, float]]  # student layer -> source layer (or a, b, lam)
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    rank: int = 16
+    alpha: int = 16
+    dropout: float = 0.05
+    modules: tuple[str, ...] = DEFAULT_MODULES
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    epochs: int = 5
+    lr: float = 3e-4
+    batch_size: int = 64
+    schedule: str = "single"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Supervision:
+    """What the loss compares: student ``layers`` against ``targets`` at ``site``, plus an output loss."""
+
+    layers: tuple[int, ...] = ()
+    site: str = "block_delta"
+    layer_loss: str | None = "cosine"
+    output_loss: str = "cosine_onehot"
+
+
+@dataclass
+class TargetSet:
+    """Aligned teacher activations at the response positions of every item, rows in item order."""
+
+    layers: dict[int, Tensor]  # student layer -> [n_rows, D_S]
+    offsets: Tensor  # [n_items + 1]: item i owns rows offsets[i]:offsets[i + 1]
+    logits: Tensor | None = None  # [n_rows, V] teacher logits, for the kl_teacher output loss
+
+    def rows(self, items: Sequence[int]) -> Tensor:
+        return torch.cat([torch.arange(self.offsets[i], self.offsets[i + 1]) for i in items])
+
+
+@dataclass
+class TrainResult:
+    model: PeftModel
+    log: pd.DataFrame  # one row per optimiser step
+    trained_layers: tuple[int, ...]
+    config: dict = field(default_factory=dict)
+
+
+def _source_layers(pairing: Pairing) -> list[int]:
+    needed = set()
+    for source in pairing.values():
+        needed.update(source[:2] if isinstance(source, tuple) else (source,))
+    return sorted(needed)
+
+
+@torch.no_grad()
+def teacher_targets(teacher: nn.Module, tokenizer: PreTrainedTokenizerBase, items: Sequence[dict],
+                    pairing: Pairing, site: str, M: Tensor | None, with_logits: bool = False,
+                    batch_size: int = 32) -> TargetSet:
+    """Teacher activations at the paired layers, interpolated if asked, mapped by ``M`` (None: as is)."""
+    device = next(teacher.parameters()).device
+    sources = _source_layers(pairing)
+    per_layer: dict[int, list[Tensor]] = {k: [] for k in pairing}
+    all_logits, counts = [], []
+    for _, batch in iterate_batches(tokenizer, items, batch_size):
+        batch = batch.to(device)
+        with record(teacher, sources, site, stop_after_last=not with_logits) as acts:
+            out = teacher(**batch.model_inputs())
+        mask = batch.response_mask
+        counts += mask.sum(dim=1).tolist()
+        for k, source in pairing.items():
+            if isinstance(source, tuple):
+                a, b, lam = source
+                h = (1 - lam) * acts[a][mask] + lam * acts[b][mask]
+            else:
+                h = acts[source][mask]  # [rows, D_T]
+            per_layer[k].append((align_hidden(h.float(), M) if M is not None else h.float()).cpu())
+        if with_logits:
+            all_logits.append(out.logits[mask].float().cpu())
+    offsets = torch.tensor([0, *counts]).cumsum(0)
+    return TargetSet({k: torch.cat(v) for k, v in per_layer.items()}, offsets,
+                     torch.cat(all_logits) if with_logits else None)
+
+
+def attach_lora(student: nn.Module, layers: Sequence[int], spec: LoraSpec) -> PeftModel:
+    """A copy of ``student`` with LoRA (B = 0, so unchanged at step 0) on ``layers`` only."""
+    config = LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
+                        target_modules=arch.projection_names(student, list(layers), spec.modules))
+    return get_peft_model(copy.deepcopy(student), config)
+
+
+def _lora_parameters(model: PeftModel, layer: int) -> list[nn.Parameter]:
+    prefix = f".{arch.layout(model).layers}.{layer - 1}."
+    return [p for name, p in model.named_parameters() if "lora_" in name and prefix in name]
+
+
+def _step_loss(model: PeftModel, batch: Batch, rows: Tensor | None, targets: TargetSet | None,
+               supervision: Supervision, layers: Sequence[int]) -> dict[str, Tensor]:
+    mask = batch.response_mask
+    with record(model, layers, supervision.site) as acts:
+        logits = model(**batch.model_inputs()).logits[mask]  # [rows, V]
+    terms: dict[str, Tensor] = {}
+    if supervision.layer_loss and layers:
+        terms["layer"] = torch.stack([
+            _layer_term(model, supervision.layer_loss, acts[k][mask], targets.layers[k][rows].to(logits.device),
+                        mask) for k in layers]).mean()
+    labels = batch.labels[mask]
+    if supervision.output_loss == "cosine_onehot":
+        terms["output"] = losses.cosine_onehot(logits, labels)
+    elif supervision.output_loss == "ce":
+        terms["output"] = losses.cross_entropy(logits, labels)
+    elif supervision.output_loss == "kl_teacher":
+        terms["output"] = losses.kl_teacher(logits, targets.logits[rows].to(logits.device))
+    else:
+        raise ValueError(f"unknown output loss {supervision.output_loss!r}; choose from {losses.OUTPUT_LOSSES}")
+    return terms
+
+
+def _layer_term(model: nn.Module, name: str, h: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    if name == "cosine":
+        return losses.cosine_layer(h, target)
+    if name == "mse":
+        return losses.mse_layer(h, target)
+    if name == "fisher":
+        return losses.fisher_layer(h, target, arch.final_norm(model), arch.lm_head(model))
+    if name == "relation":
+        sequence = mask.nonzero()[:, 0]  # [rows]: the sequence of each response position
+        return losses.relation_layer(h, target, sequence)
+    raise ValueError(f"unknown layer loss {name!r}; choose from {losses.LAYER_LOSSES}")
+
+
+def _stages(train_layers: Sequence[int], spec: TrainSpec) -> list[tuple[int, ...]]:
+    """Per stage, the layers whose LoRA trains (and whose layer loss counts)."""
+    if spec.schedule == "single":
+        return [tuple(train_layers)]
+    if spec.schedule == "frontier":
+        return [(k,) for k in sorted(train_layers)]
+    raise ValueError(f"unknown schedule {spec.schedule!r}; choose from {SCHEDULES}")
+
+
+def train_lora(student: nn.Module, tokenizer: PreTrainedTokenizerBase, items: Sequence[dict],
+               train_layers: Sequence[int], supervision: Supervision, targets: TargetSet | None = None,
+               spec: TrainSpec = TrainSpec(), lora: LoraSpec = LoraSpec(), desc: str = "train") -> TrainResult:
+    """LoRA on ``train_layers`` of a copy of ``student``, trained as ``supervision`` says."""
+    if supervision.layer_loss and any(k not in train_layers for k in supervision.layers):
+        raise ValueError(f"supervised layers {supervision.layers} must train: {tuple(train_layers)}")
+    needs_targets = bool(supervision.layer_loss and supervision.layers) or supervision.output_loss == "kl_teacher"
+    if needs_targets and targets is None:
+        raise ValueError("this supervision compares with the teacher: pass targets=teacher_targets(...)")
+    torch.manual_seed(spec.seed)
+    model = attach_lora(student, train_layers, lora)
+    model.train()
+    device = next(model.parameters()).device
+    steps_per_epoch = math.ceil(len(items) / spec.batch_size)
+    total = spec.epochs * steps_per_epoch
+    stages = _stages(train_layers, spec)
+    bounds = [round(total * j / len(stages)) for j in range(len(stages) + 1)]
+    log, step = [], 0
+    batches = (b for epoch in range(spec.epochs)
+               for b in iterate_batches(tokenizer, items, spec.batch_size, shuffle_seed=spec.seed * 1000 + epoch))
+    bar = tqdm(total=total, desc=desc, unit="step", mininterval=2.0)
+    for j, stage_layers in enumerate(stages):
+        for p in model.parameters():
+            p.requires_grad_(False)
+        params = [p for k in stage_layers for p in _lora_parameters(model, k)]
+        for p in params:
+            p.requires_grad_(True)
+        optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=0.0)
+        n_steps = bounds[j + 1] - bounds[j]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s, n=n_steps: 0.5 * (1 + math.cos(math.pi * s / max(1, n))))
+        supervised = [k for k in stage_layers if k in supervision.layers]
+        for _ in range(n_steps):
+            indices, batch = next(batches)
+            batch = batch.to(device)
+            rows = targets.rows(indices) if targets is not None else None
+            terms = _step_loss(model, batch, rows, targets, supervision, supervised)
+            loss = sum(terms.values())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            log.append({"step": step, "stage": j, "loss": loss.item()} |
+                       {f"{name}_loss": v.item() for name, v in terms.items()})
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    bar.close()
+    model.eval()
+    config = {"train_layers": list(train_layers), "supervision": asdict(supervision), "spec": asdict(spec),
+              "lora": asdict(lora)}
+    return TrainResult(model, pd.DataFrame(log), tuple(train_layers), config)
+
+
+def save_result(result: TrainResult, path: Path) -> None:
+    """The adapter (PEFT format), the loss log and the configuration, written atomically."""
+    with atomic_dir(Path(path)) as tmp:
+        result.model.save_pretrained(tmp)
+        result.log.to_csv(tmp / "log.csv", index=False)
+        (tmp / "train_config.json").write_text(json.dumps(result.config, indent=1))
+
+
+def load_result(student: nn.Module, path: Path) -> PeftModel:
+    """The trained model back from :func:`save_result`, on a copy of the same base ``student``."""
+    return PeftModel.from_pretrained(copy.deepcopy(student), Path(path)).eval()
+
+
+def response_logits(model: nn.Module, tokenizer: PreTrainedTokenizerBase, items: Sequence[dict]) -> Tensor:
+    """Logits at every response position of ``items``, [rows, V] (to compare two models' outputs)."""
+    batch = collate(tokenizer, items).to(next(model.parameters()).device)
+    with torch.no_grad():
+        return model(**batch.model_inputs()).logits[batch.response_mask]

@@ -1,0 +1,115 @@
+"""The LoRA trainer: what trains, what stays put, teacher targets, and save / load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lsa_utils import alignment_map, semantic_bases
+from lsa_utils.batches import collate
+from lsa_utils.capture import capture
+from lsa_utils.trainer import (
+    LoraSpec, Supervision, TrainSpec, attach_lora, load_result, response_logits, save_result, teacher_targets, train_lora,
+)
+
+STEP = TrainSpec(epochs=1, lr=1e-2, batch_size=4, seed=0)
+
+
+def _pair(tokenizer, make_tiny, family="llama"):
+    student = make_tiny(len(tokenizer), n_layers=2, hidden=16, family=family, seed=0)
+    teacher = make_tiny(len(tokenizer), n_layers=3, hidden=24, family=family, seed=1)
+    M = alignment_map(semantic_bases(teacher.lm_head.weight), semantic_bases(student.lm_head.weight))
+    return student, teacher, M
+
+
+def test_lora_is_the_identity_at_step_zero(tiny_task, make_tiny):
+    tokenizer, items = tiny_task
+    student = make_tiny(len(tokenizer))
+    wrapped = attach_lora(student, [2], LoraSpec())
+    assert torch.equal(response_logits(wrapped, tokenizer, items[:3]), response_logits(student, tokenizer, items[:3]))
+
+
+def test_teacher_targets_are_the_mapped_activations_at_response_positions(tiny_task, make_tiny):
+    tokenizer, items = tiny_task
+    student, teacher, M = _pair(tokenizer, make_tiny)
+    targets = teacher_targets(teacher, tokenizer, items[:5], {1: 2, 2: (2, 3, 0.25)}, "block_delta", M,
+                              with_logits=True, batch_size=2)
+    batch = collate(tokenizer, items[:5])
+    acts = capture(teacher, batch.model_inputs(), [2, 3], "block_delta")
+    mask = batch.response_mask
+    h = acts[2][mask]
+    expected = (h / h.norm(dim=-1, keepdim=True)) @ M.T
+    assert torch.allclose(targets.layers[1], expected, atol=1e-5)
+    mixed = 0.75 * acts[2][mask] + 0.25 * acts[3][mask]
+    assert torch.allclose(targets.layers[2], (mixed / mixed.norm(dim=-1, keepdim=True)) @ M.T, atol=1e-5)
+    assert targets.layers[1].shape == (int(mask.sum()), 16)
+    assert targets.logits.shape == (int(mask.sum()), len(tokenizer))
+    assert torch.equal(targets.rows([1]), torch.arange(targets.offsets[1], targets.offsets[2]))
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_a_step_changes_only_the_chosen_lora_parameters(tiny_task, make_tiny, family):
+    tokenizer, items = tiny_task
+    student, teacher, M = _pair(tokenizer, make_tiny, family)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    targets = teacher_targets(teacher, tokenizer, items[:4], {2: 3}, "block_delta", M)
+    result = train_lora(student, tokenizer, items[:4], [2], Supervision(layers=(2,)), targets, STEP)
+    assert len(result.log) == 1 and result.log["layer_loss"].notna().all()
+    changed = {name for name, p in result.model.named_parameters()
+               if "lora_" in name and not torch.all(p == 0) and "lora_B" in name}
+    assert changed and all(".layers.1." in name for name in changed)
+    lora_names = {name for name, _ in result.model.named_parameters() if "lora_" in name}
+    assert not any(".layers.0." in name for name in lora_names)
+    assert {m for name in lora_names for m in ("up_proj", "down_proj", "v_proj", "o_proj", "q_proj")
+            if m in name} == {"up_proj", "down_proj", "v_proj", "o_proj"}
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())  # the original is untouched
+    base = result.model.get_base_model().state_dict()
+    assert all(torch.equal(before[k], base[k]) for k in before if k in base)  # frozen weights did not move
+
+
+@pytest.mark.parametrize(("layer_loss", "output_loss"),
+                         [("fisher", "kl_teacher"), ("relation", "ce"), ("mse", "cosine_onehot"), (None, "ce")])
+def test_every_loss_trains(tiny_task, make_tiny, layer_loss, output_loss):
+    tokenizer, items = tiny_task
+    student, teacher, M = _pair(tokenizer, make_tiny)
+    targets = teacher_targets(teacher, tokenizer, items[:8], {1: 2, 2: 3}, "block_output", M, with_logits=True)
+    supervision = Supervision(layers=(1, 2), site="block_output", layer_loss=layer_loss, output_loss=output_loss)
+    result = train_lora(student, tokenizer, items[:8], [1, 2], supervision, targets,  # full batch, no dropout
+                        TrainSpec(epochs=5, lr=1e-2, batch_size=8), LoraSpec(dropout=0.0))
+    assert torch.isfinite(torch.tensor(result.log["loss"].values)).all()
+    assert result.log["loss"].iloc[-1] < result.log["loss"].iloc[0]
+
+
+def test_frontier_schedule_trains_layers_one_after_another(tiny_task, make_tiny):
+    tokenizer, items = tiny_task
+    student, teacher, M = _pair(tokenizer, make_tiny)
+    targets = teacher_targets(teacher, tokenizer, items[:8], {1: 2, 2: 3}, "block_delta", M)
+    result = train_lora(student, tokenizer, items[:8], [1, 2], Supervision(layers=(1, 2)), targets,
+                        TrainSpec(epochs=2, lr=1e-2, batch_size=4, schedule="frontier"))
+    assert result.log["stage"].tolist() == [0, 0, 1, 1]
+
+
+def test_saved_result_reloads_to_the_same_outputs(tiny_task, make_tiny, tmp_path):
+    tokenizer, items = tiny_task
+    student = make_tiny(len(tokenizer))
+    result = train_lora(student, tokenizer, items[:4], [1, 3], Supervision(output_loss="ce", layer_loss=None),
+                        spec=STEP)
+    save_result(result, tmp_path / "run")
+    reloaded = load_result(student, tmp_path / "run")
+    assert torch.allclose(response_logits(reloaded, tokenizer, items[:4]),
+                          response_logits(result.model, tokenizer, items[:4]), atol=1e-6)
+    assert not torch.allclose(response_logits(student, tokenizer, items[:4]),
+                              response_logits(result.model, tokenizer, items[:4]))
+    assert (tmp_path / "run" / "log.csv").exists()
+
+
+def test_bad_requests_are_explained(tiny_task, make_tiny):
+    tokenizer, items = tiny_task
+    student = make_tiny(len(tokenizer))
+    with pytest.raises(ValueError, match="must train"):
+        train_lora(student, tokenizer, items[:4], [1], Supervision(layers=(2,)), spec=STEP)
+    with pytest.raises(ValueError, match="targets=teacher_targets"):
+        train_lora(student, tokenizer, items[:4], [2], Supervision(layers=(2,)), spec=STEP)
+    with pytest.raises(ValueError, match="schedule 'loop'"):
+        train_lora(student, tokenizer, items[:4], [2], Supervision(layer_loss=None, output_loss="ce"),
+                   spec=TrainSpec(schedule="loop"))
