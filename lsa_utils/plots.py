@@ -40,3 +40,68 @@ def plot_scores_by_frequency(table: pd.DataFrame) -> plt.Figure:
     grid.set(ylim=(-2, 102))
     grid.set_axis_labels("corpus frequency of the subject", "score (%)")
     return grid.figure
+
+
+def plot_recomposition(table: pd.DataFrame) -> plt.Figure:
+    """Paper Fig. 2: cosine between a layer's output and its decompose-recompose image, per basis kind."""
+    grid = sns.relplot(table, x="layer", y="cosine", hue="basis", col="model", kind="line", marker="o",
+                       height=3.0, aspect=1.1, facet_kws={"sharex": False})
+    grid.set(ylim=(-0.05, 1.05))
+    grid.set_axis_labels("layer (block output)", "cos(h, S Sᵀ h)")
+    return grid.figure
+
+
+def plot_attribution(table: pd.DataFrame) -> plt.Figure:
+    """Grad x Act share of each teacher layer, per task (rows sum to 1)."""
+    shares = table.pivot(index="task", columns="layer", values="share")
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * shares.shape[1], 0.5 + 0.55 * len(shares)))
+    sns.heatmap(shares, annot=True, fmt=".2f", cmap="viridis", cbar=False, ax=ax)
+    ax.set(xlabel="teacher layer", ylabel="", title="Grad × Act share per layer")
+    return fig
+
+
+def plot_pairing(pairing: pd.DataFrame, n_teacher: int, n_student: int) -> plt.Figure:
+    """The layer pairing as a bipartite graph per task: teacher layers left, student layers right."""
+    tasks = list(dict.fromkeys(pairing["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(2.4 * len(tasks), 3.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        rows = pairing[pairing["task"] == task]
+        teacher_y = np.linspace(0, 1, n_teacher)
+        student_y = np.linspace(0, 1, n_student)
+        for row in rows.itertuples():
+            ax.plot([0, 1], [teacher_y[row.teacher_layer - 1], student_y[row.student_layer - 1]],
+                    color="tab:red" if row.trains else "0.6", linewidth=2.5 if row.trains else 1)
+        critical = set(rows.loc[rows["critical"], "teacher_layer"])
+        ax.scatter(np.zeros(n_teacher), teacher_y, s=60, zorder=3,
+                   c=["tab:red" if k in critical else "tab:blue" for k in range(1, n_teacher + 1)])
+        ax.scatter(np.ones(n_student), student_y, s=60, zorder=3, color="tab:green")
+        for k, y in enumerate(teacher_y, start=1):
+            ax.annotate(f"T{k}", (0, y), xytext=(-18, -3), textcoords="offset points", fontsize=8)
+        for k, y in enumerate(student_y, start=1):
+            ax.annotate(f"S{k}", (1, y), xytext=(6, -3), textcoords="offset points", fontsize=8)
+        ax.set(xlim=(-0.3, 1.3), title=task)
+        ax.axis("off")
+    fig.suptitle("Layer pairing (red: critical teacher layer and the student layer that trains)", fontsize=9, y=1.04)
+    return fig
+
+
+def plot_alignment_quality(table: pd.DataFrame) -> plt.Figure:
+    """Held-out cosine between mapped teacher states and paired student states, per map and layer."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    sns.barplot(table, x="student_layer", y="cosine", hue="map", ax=ax)
+    ax.set(xlabel="student layer (paired teacher layer by the floor map)", ylabel="cosine on held-out tokens",
+           ylim=(min(0, table["cosine"].min() - 0.05), 1))
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def plot_cka(matrices: dict, row_label: str = "teacher layer") -> plt.Figure:
+    """Linear-CKA heatmaps side by side (rows: the first model's layers, columns: the student's)."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(3.6 * len(matrices), 3.2), squeeze=False)
+    for ax, (title, matrix) in zip(axes[0], matrices.items()):
+        sns.heatmap(matrix.numpy(), vmin=0, vmax=1, cmap="magma", annot=matrix.shape[0] <= 8, fmt=".2f",
+                    cbar=False, ax=ax, xticklabels=range(1, matrix.shape[1] + 1),
+                    yticklabels=range(1, matrix.shape[0] + 1))
+        ax.set(title=title, xlabel="student layer",
+               ylabel="student layer" if title.startswith("student") else row_label)
+    return fig

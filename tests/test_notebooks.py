@@ -46,3 +46,22 @@ def test_models_table_schema(results):
     assert table["score"].between(0, 100).all()
     for figure in ("00_model_scores.png", "00_training_loss.png", "00_scores_by_frequency.png"):
         assert (results / "figures" / figure).stat().st_size > 0
+
+
+def test_analysis_tables_schema(results):
+    tables = results / "tables"
+    recomposition = pd.read_csv(tables / "01_recomposition.csv")
+    assert set(recomposition["basis"]) == {"output", "input", "random"}
+    assert set(recomposition["model"]) == {"teacher", "student"}
+    assert recomposition["cosine"].between(-1e-6, 1 + 1e-6).all()  # S S^T is PSD: never negative
+    attribution = pd.read_csv(tables / "02_attribution.csv")
+    assert set(attribution["task"]) == {"facts", "arith", "code_complete", "code_write"}
+    assert (attribution.groupby("task")["share"].sum() - 1).abs().max() < 1e-3  # 4 digits in the CSV
+    pairing = pd.read_csv(tables / "02_pairing.csv")
+    assert (pairing.groupby("task")["trains"].sum() >= 1).all()
+    quality = pd.read_csv(tables / "03_alignment_quality.csv")
+    assert set(quality["map"]) == {"semalign", "random_bases", "least_squares"}
+    cka = pd.read_csv(tables / "03_cka.csv")
+    assert cka["cka"].between(-1e-6, 1 + 1e-6).all()
+    for figure in ("01_recomposition_cosine", "02_attribution", "02_pairing", "03_alignment_quality", "03_cka"):
+        assert (results / "figures" / f"{figure}.png").stat().st_size > 0

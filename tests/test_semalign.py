@@ -144,3 +144,15 @@ def test_attribution_works_on_a_frozen_model(tiny_task, make_tiny):
     model = make_tiny(len(tokenizer))
     model.requires_grad_(False)
     assert (layer_attribution(model, collate(tokenizer, items[:2])) > 0).all()
+
+
+def test_least_squares_reference_recovers_an_exact_linear_map():
+    from lsa_utils.analysis import alignment_quality
+
+    teacher = {k: torch.randn(200, 12) for k in (1, 2, 3)}
+    W = torch.randn(8, 12)
+    student = {1: teacher[1] @ W.T, 2: teacher[3] @ W.T}  # floor pairing (3 -> 2): 1 -> 1, 2 -> 3
+    table = alignment_quality(teacher, student, {"random": torch.randn(8, 12)})
+    least_squares = table[table["map"] == "least_squares"]
+    assert (least_squares["cosine"] > 0.999).all()
+    assert list(least_squares["teacher_layer"]) == [1, 3]

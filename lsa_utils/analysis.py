@@ -1,0 +1,121 @@
+"""Measurements behind notebooks 01-03: recomposition, attribution per task, and alignment quality.
+
+All of them read hidden states at the response positions of task items (see ``batches``), so what is
+measured is what the transfer methods train on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import PreTrainedTokenizerBase
+
+from lsa_utils import arch
+from lsa_utils.batches import collate, iterate_batches
+from lsa_utils.capture import record
+from lsa_utils.semalign import align_hidden, critical_layers, layer_attribution, pair_layers, recompose
+from lsa_utils.similarity import cka_matrix
+
+
+@torch.no_grad()
+def response_states(model: nn.Module, tokenizer: PreTrainedTokenizerBase, items: Sequence[dict],
+                    site: str = "block_output", batch_size: int = 32) -> dict[int, Tensor]:
+    """Every layer's activation at every response position: ``{layer: [rows, D]}`` (float32, CPU)."""
+    layers = list(range(1, arch.n_layers(model) + 1))
+    device = next(model.parameters()).device
+    chunks: dict[int, list[Tensor]] = {k: [] for k in layers}
+    for _, batch in iterate_batches(tokenizer, items, batch_size):
+        batch = batch.to(device)
+        with record(model, layers, site, stop_after_last=True) as acts:
+            model(**batch.model_inputs())
+        for k in layers:
+            chunks[k].append(acts[k][batch.response_mask].float().cpu())
+    return {k: torch.cat(v) for k, v in chunks.items()}
+
+
+def recomposition_table(states: Mapping[int, Tensor], bases: Mapping[str, Tensor]) -> pd.DataFrame:
+    """Per basis kind and layer: mean cosine between h and S S^T h / ||h||, and the recomposed norm.
+
+    The recomposed vector starts from the unit vector h / ||h||, so ``norm`` says how much length the
+    decompose-recompose round trip adds or removes (1 = none).
+    """
+    rows = []
+    for kind, basis in bases.items():
+        for layer, h in states.items():
+            image = recompose(h, basis.float())
+            rows.append({"basis": kind, "layer": layer,
+                         "cosine": F.cosine_similarity(image, h, dim=-1).mean().item(),
+                         "norm": image.norm(dim=-1).mean().item()})
+    return pd.DataFrame(rows)
+
+
+def top_coefficients(h: Tensor, basis: Tensor, tokenizer: PreTrainedTokenizerBase, k: int = 5) -> list[str]:
+    """The tokens whose bases a single state h [D] is most aligned with (the decomposition, read out)."""
+    coefficients = basis.float().T @ (h / h.norm())  # [V]: cosine to every basis
+    top = coefficients.topk(k)
+    return [f"{tokenizer.convert_ids_to_tokens(int(i))} ({v:.2f})" for v, i in zip(top.values, top.indices)]
+
+
+def attribution_table(teacher: nn.Module, tokenizer: PreTrainedTokenizerBase,
+                      tasks: Mapping[str, Sequence[dict]], n_examples: int = 32) -> pd.DataFrame:
+    """Grad x Act per teacher layer and task, on the first ``n_examples`` items of each task."""
+    rows = []
+    for task, items in tasks.items():
+        batch = collate(tokenizer, [items[i] for i in range(min(n_examples, len(items)))])
+        scores = layer_attribution(teacher, batch.to(next(teacher.parameters()).device)).cpu()
+        rows += [{"task": task, "layer": k + 1, "score": float(s), "share": float(s / scores.sum())}
+                 for k, s in enumerate(scores)]
+    return pd.DataFrame(rows)
+
+
+def pairing_table(attribution: pd.DataFrame, n_teacher: int, n_student: int, n_critical: int = 1) -> pd.DataFrame:
+    """Per task and student layer: the paired teacher layer and whether the layer trains (SemAlign v1)."""
+    rows = []
+    for task, group in attribution.groupby("task", sort=False):
+        critical = critical_layers(torch.tensor(group.sort_values("layer")["score"].values), n_critical)
+        pairing = pair_layers(n_teacher, n_student, critical=critical)
+        rows += [{"task": task, "student_layer": k, "teacher_layer": source,
+                  "critical": source in critical, "trains": source in critical}
+                 for k, source in enumerate(pairing, start=1)]
+    return pd.DataFrame(rows)
+
+
+def least_squares_map(source: Tensor, target: Tensor) -> Tensor:
+    """W [D_target, D_source] minimising ||source W^T - target||^2: the linear upper reference."""
+    return torch.linalg.lstsq(source.double(), target.double()).solution.T.float()
+
+
+def alignment_quality(teacher_states: Mapping[int, Tensor], student_states: Mapping[int, Tensor],
+                      maps: Mapping[str, Tensor], fit_fraction: float = 0.5) -> pd.DataFrame:
+    """Cosine between mapped teacher states and the paired student states, per student layer.
+
+    ``maps`` are training-free alignment maps (as ``align_hidden`` uses them); a least-squares map is
+    fitted per layer pair on the first ``fit_fraction`` of the rows, and every map is scored on the rest.
+    """
+    pairing = pair_layers(len(teacher_states), len(student_states))
+    rows = []
+    for k, source in enumerate(pairing, start=1):
+        h_t, h_s = teacher_states[source], student_states[k]
+        split = int(len(h_t) * fit_fraction)
+        held_out_t, held_out_s = h_t[split:], h_s[split:]
+        mapped = {name: align_hidden(held_out_t, M.float()) for name, M in maps.items()}
+        mapped["least_squares"] = held_out_t @ least_squares_map(h_t[:split], h_s[:split]).T
+        rows += [{"student_layer": k, "teacher_layer": source, "map": name,
+                  "cosine": F.cosine_similarity(x, held_out_s, dim=-1).mean().item()}
+                 for name, x in mapped.items()]
+    return pd.DataFrame(rows)
+
+
+def cka_tables(teacher_states: Mapping[int, Tensor], student_states: Mapping[int, Tensor],
+               M: Tensor, max_rows: int = 4000) -> dict[str, Tensor]:
+    """Linear-CKA heatmaps: teacher x student, aligned teacher x student, and student x student."""
+    take = lambda states: {k: v[:max_rows] for k, v in states.items()}  # noqa: E731
+    teacher, student = take(teacher_states), take(student_states)
+    aligned = {k: align_hidden(v, M.float()) for k, v in teacher.items()}
+    return {"teacher x student": cka_matrix(teacher, student),
+            "aligned teacher x student": cka_matrix(aligned, student),
+            "student x student": cka_matrix(student, student)}
