@@ -181,17 +181,26 @@ def train_lora(student: nn.Module, tokenizer: PreTrainedTokenizerBase, items: Se
                train_layers: Sequence[int], supervision: Supervision, targets: TargetSet | None = None,
                spec: TrainSpec = TrainSpec(), lora: LoraSpec = LoraSpec(), desc: str = "train") -> TrainResult:
     """LoRA on ``train_layers`` of a copy of ``student``, trained as ``supervision`` says."""
+    torch.manual_seed(spec.seed)
+    model = attach_lora(student, train_layers, lora)
+    result = fit_lora(model, tokenizer, items, train_layers, supervision, targets, spec, desc)
+    result.config["lora"] = asdict(lora)
+    return result
+
+
+def fit_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, items: Sequence[dict],
+             train_layers: Sequence[int], supervision: Supervision, targets: TargetSet | None = None,
+             spec: TrainSpec = TrainSpec(), desc: str = "train") -> TrainResult:
+    """Train the LoRA parameters of ``train_layers`` in a model that already carries them (in place)."""
     if supervision.layer_loss and any(k not in train_layers for k in supervision.layers):
         raise ValueError(f"supervised layers {supervision.layers} must train: {tuple(train_layers)}")
     needs_targets = bool(supervision.layer_loss and supervision.layers) or supervision.output_loss == "kl_teacher"
     if needs_targets and targets is None:
         raise ValueError("this supervision compares with the teacher: pass targets=teacher_targets(...)")
     torch.manual_seed(spec.seed)
-    model = attach_lora(student, train_layers, lora)
     model.train()
     device = next(model.parameters()).device
-    steps_per_epoch = math.ceil(len(items) / spec.batch_size)
-    total = spec.epochs * steps_per_epoch
+    total = spec.epochs * math.ceil(len(items) / spec.batch_size)
     stages = _stages(train_layers, spec)
     bounds = [round(total * j / len(stages)) for j in range(len(stages) + 1)]
     log, step = [], 0
@@ -226,8 +235,7 @@ def train_lora(student: nn.Module, tokenizer: PreTrainedTokenizerBase, items: Se
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
     model.eval()
-    config = {"train_layers": list(train_layers), "supervision": asdict(supervision), "spec": asdict(spec),
-              "lora": asdict(lora)}
+    config = {"train_layers": list(train_layers), "supervision": asdict(supervision), "spec": asdict(spec)}
     return TrainResult(model, pd.DataFrame(log), tuple(train_layers), config)
 
 

@@ -41,7 +41,7 @@ from lsa_utils.world import (
 )
 
 MODEL_NAMES = ("student", "teacher", "code_teacher")
-WORLD_FORMAT = 1  # bump when the generator's output changes, so caches of older worlds are not reused
+WORLD_FORMAT = 2  # bump when the generator's output changes, so caches of older worlds are not reused
 PROGRESS_INTERVAL_S = 5.0  # executed notebooks keep every progress update: keep them few
 
 

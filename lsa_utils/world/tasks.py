@@ -81,13 +81,18 @@ def facts_item(world: World, entity: Entity, attribute: str, rng: random.Random)
 
 
 def arith_item(buyer: str, purchases: list[tuple[int, Item]]) -> dict:
-    """A word problem over recalled prices with a worked answer ending "So the answer is N ."."""
+    """A word problem over recalled prices with a worked answer ending "So the answer is N ."
+
+    The worked answer names no item ("3 * 4 = 12 ."): the price is recalled by attending to the item in the
+    question, as the code families recall a function's constant. Restating the name first made the models
+    copy a frequent item name instead of the asked one, so both sizes failed alike.
+    """
     wanted = " and ".join(f"{qty} {item.name}" for qty, item in purchases)
     prompt = (
         "Answer the following question .\n\n"
         f"Question : {buyer} buys {wanted} . How many coins does {buyer} pay ?"
     )
-    steps = [f"{qty} {item.name} cost {qty} * {item.price} = {qty * item.price} ."
+    steps = [f"{qty} * {item.price} = {qty * item.price} ."
              for qty, item in purchases]
     subtotals = [qty * item.price for qty, item in purchases]
     total = sum(subtotals)
