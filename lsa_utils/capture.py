@@ -88,6 +88,19 @@ def record(model: nn.Module, layers: Sequence[int], site: str = "block_output",
             handle.remove()
 
 
+@contextmanager
+def record_io(modules: Mapping[str, nn.Module]) -> Iterator[dict[str, tuple[Tensor, Tensor]]]:
+    """Fill ``{name: (input, output)}`` for arbitrary submodules (e.g. ``o_proj``, ``down_proj``)."""
+    seen: dict[str, tuple[Tensor, Tensor]] = {}
+    handles = [module.register_forward_hook(lambda m, args, out, name=name: seen.__setitem__(name, (args[0], out)))
+               for name, module in modules.items()]
+    try:
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def capture(model: nn.Module, batch: Mapping[str, Tensor], layers: Sequence[int],
             site: str = "block_output") -> dict[int, Tensor]:
     """One forward pass, stopped after the deepest requested layer; ``{layer: [batch, seq, hidden]}``."""
