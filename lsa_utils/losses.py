@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LAYER_LOSSES = ("cosine", "fisher", "relation", "mse")
-OUTPUT_LOSSES = ("cosine_onehot", "kl_teacher", "ce")
+LAYER_LOSSES = ("cosine", "fisher", "relation", "mse", "projected_mse")
+OUTPUT_LOSSES = ("cosine_onehot", "kl_teacher", "ce", "ce_kl")  # ce_kl = ce + kl_teacher (the kd control)
 
 
 def cosine_layer(h: Tensor, target: Tensor) -> Tensor:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -134,7 +135,7 @@ def _lora_parameters(model: PeftModel, layer: int) -> list[nn.Parameter]:
 
 
 def _step_loss(model: PeftModel, batch: Batch, rows: Tensor | None, targets: TargetSet | None,
-               supervision: Supervision, layers: Sequence[int]) -> dict[str, Tensor]:
+               supervision: Supervision, layers: Sequence[int], projections: nn.ModuleDict) -> dict[str, Tensor]:
     mask = batch.response_mask
     with record(model, layers, supervision.site) as acts:
         logits = model(**batch.model_inputs()).logits[mask]  # [rows, V]
@@ -142,20 +143,24 @@ def _step_loss(model: PeftModel, batch: Batch, rows: Tensor | None, targets: Tar
     if supervision.layer_loss and layers:
         terms["layer"] = torch.stack([
             _layer_term(model, supervision.layer_loss, acts[k][mask], targets.layers[k][rows].to(logits.device),
-                        mask) for k in layers]).mean()
+                        mask, projections[str(k)] if str(k) in projections else None) for k in layers]).mean()
     labels = batch.labels[mask]
-    if supervision.output_loss == "cosine_onehot":
+    name = supervision.output_loss
+    if name not in losses.OUTPUT_LOSSES:
+        raise ValueError(f"unknown output loss {name!r}; choose from {losses.OUTPUT_LOSSES}")
+    if name == "cosine_onehot":
         terms["output"] = losses.cosine_onehot(logits, labels)
-    elif supervision.output_loss == "ce":
+    if name in ("ce", "ce_kl"):
         terms["output"] = losses.cross_entropy(logits, labels)
-    elif supervision.output_loss == "kl_teacher":
-        terms["output"] = losses.kl_teacher(logits, targets.logits[rows].to(logits.device))
-    else:
-        raise ValueError(f"unknown output loss {supervision.output_loss!r}; choose from {losses.OUTPUT_LOSSES}")
+    if name in ("kl_teacher", "ce_kl"):
+        terms["kl"] = losses.kl_teacher(logits, targets.logits[rows].to(logits.device))
     return terms
 
 
-def _layer_term(model: nn.Module, name: str, h: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+def _layer_term(model: nn.Module, name: str, h: Tensor, target: Tensor, mask: Tensor,
+                projection: nn.Module | None) -> Tensor:
+    if name == "projected_mse":  # layerwise KD: a learned map from the raw teacher state
+        return F.mse_loss(h, projection(target))
     if name == "cosine":
         return losses.cosine_layer(h, target)
     if name == "mse":
@@ -194,7 +199,7 @@ def fit_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, items: Sequen
     """Train the LoRA parameters of ``train_layers`` in a model that already carries them (in place)."""
     if supervision.layer_loss and any(k not in train_layers for k in supervision.layers):
         raise ValueError(f"supervised layers {supervision.layers} must train: {tuple(train_layers)}")
-    needs_targets = bool(supervision.layer_loss and supervision.layers) or supervision.output_loss == "kl_teacher"
+    needs_targets = bool(supervision.layer_loss and supervision.layers) or "kl" in supervision.output_loss
     if needs_targets and targets is None:
         raise ValueError("this supervision compares with the teacher: pass targets=teacher_targets(...)")
     torch.manual_seed(spec.seed)
@@ -202,6 +207,11 @@ def fit_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, items: Sequen
     device = next(model.parameters()).device
     total = spec.epochs * math.ceil(len(items) / spec.batch_size)
     stages = _stages(train_layers, spec)
+    projections = nn.ModuleDict()
+    if supervision.layer_loss == "projected_mse":  # layerwise KD learns one D_T -> D_S map per layer
+        width = arch.unwrap(model).config.hidden_size
+        projections = nn.ModuleDict({str(k): nn.Linear(targets.layers[k].shape[1], width, bias=False)
+                                     for k in supervision.layers}).to(device)
     bounds = [round(total * j / len(stages)) for j in range(len(stages) + 1)]
     log, step = [], 0
     batches = (b for epoch in range(spec.epochs)
@@ -211,6 +221,7 @@ def fit_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, items: Sequen
         for p in model.parameters():
             p.requires_grad_(False)
         params = [p for k in stage_layers for p in _lora_parameters(model, k)]
+        params += [p for k in stage_layers if str(k) in projections for p in projections[str(k)].parameters()]
         for p in params:
             p.requires_grad_(True)
         optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=0.0)
@@ -222,7 +233,7 @@ def fit_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, items: Sequen
             indices, batch = next(batches)
             batch = batch.to(device)
             rows = targets.rows(indices) if targets is not None else None
-            terms = _step_loss(model, batch, rows, targets, supervision, supervised)
+            terms = _step_loss(model, batch, rows, targets, supervision, supervised, projections)
             loss = sum(terms.values())
             optimizer.zero_grad()
             loss.backward()

@@ -67,11 +67,15 @@ def test_a_step_changes_only_the_chosen_lora_parameters(tiny_task, make_tiny, fa
     assert all(torch.equal(before[k], base[k]) for k in before if k in base)  # frozen weights did not move
 
 
-@pytest.mark.parametrize(("layer_loss", "output_loss"),
-                         [("fisher", "kl_teacher"), ("relation", "ce"), ("mse", "cosine_onehot"), (None, "ce")])
+@pytest.mark.parametrize(("layer_loss", "output_loss"), [
+    ("fisher", "kl_teacher"), ("relation", "ce"), ("mse", "cosine_onehot"), (None, "ce"),
+    (None, "ce_kl"),  # the kd control
+    ("projected_mse", "ce"),  # layerwise kd: raw teacher states through a learned projection
+])
 def test_every_loss_trains(tiny_task, make_tiny, layer_loss, output_loss):
     tokenizer, items = tiny_task
     student, teacher, M = _pair(tokenizer, make_tiny)
+    M = None if layer_loss == "projected_mse" else M
     targets = teacher_targets(teacher, tokenizer, items[:8], {1: 2, 2: 3}, "block_output", M, with_logits=True)
     supervision = Supervision(layers=(1, 2), site="block_output", layer_loss=layer_loss, output_loss=output_loss)
     result = train_lora(student, tokenizer, items[:8], [1, 2], supervision, targets,  # full batch, no dropout
