@@ -1,0 +1,47 @@
+"""Every method runs through the one pipeline on tiny Llama models, and SemAlign's plan follows METHOD.md."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+
+from lsa_utils.batches import collate
+from lsa_utils.methods import METHODS, TransferConfig, semalign_plan, transfer_model
+from lsa_utils.trainer import LoraSpec, TrainSpec, response_logits
+
+TINY = TransferConfig(train=TrainSpec(epochs=1, lr=1e-2, batch_size=4), lora=LoraSpec(rank=4), n_seed_examples=4)
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_task, make_tiny):
+    tokenizer, items = tiny_task
+    splits = DatasetDict({"train": Dataset.from_list(items[:8]), "align": Dataset.from_list(items[:6]),
+                          "extract": Dataset.from_list(items[6:8])})
+    return tokenizer, items, splits, make_tiny(len(tokenizer), 2, 16, seed=0), make_tiny(len(tokenizer), 3, 24, seed=1)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_returns_a_model_of_the_right_kind(pair, method):
+    tokenizer, items, splits, student, teacher = pair
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    model = transfer_model(method, teacher, student, tokenizer, splits, "facts", TINY)
+    logits = response_logits(model, tokenizer, items[:2])
+    assert torch.isfinite(logits).all()
+    if method not in ("student", "teacher"):  # changed, if only slightly (LaTen's deltas start at 1e-5 scale)
+        assert not torch.equal(logits, response_logits(student, tokenizer, items[:2]))
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())  # the student itself untouched
+
+
+def test_semalign_plans(pair):
+    tokenizer, items, splits, student, teacher = pair
+    batch = collate(tokenizer, items[:4])
+    layers_v1, pairing_v1 = semalign_plan(teacher, student, batch, TransferConfig(), 1)
+    assert len(layers_v1) == 1 and set(pairing_v1) == set(layers_v1)
+    layers_v2, pairing_v2 = semalign_plan(teacher, student, batch, TransferConfig(), 2)
+    assert layers_v2 == [1, 2] and list(pairing_v2.values())[-1] == 3
+    assert semalign_plan(teacher, student, batch, TransferConfig(pairing="last"), 1)[0] == [2]
+    _, interpolated = semalign_plan(teacher, student, batch, TransferConfig(pairing="interpolate"), 2)
+    assert interpolated[1] == (1, 2, 0.5)
+    with pytest.raises(ValueError, match="unknown method 'semalign'"):
+        transfer_model("semalign", teacher, student, tokenizer, splits, "facts")
