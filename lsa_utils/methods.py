@@ -53,6 +53,15 @@ class TransferConfig:
     output_loss: str | None = None  # None: the method's own (cosine_onehot for v1, kl_teacher for v2)
     n_trained_layers: int | None = None  # v2: None = every student layer (frontier); v1: the paired ones
 
+    @classmethod
+    def from_dict(cls, params: dict) -> TransferConfig:
+        """From a profile's ``transfer`` mapping: ``train`` and ``lora`` sub-mappings, the rest flat."""
+        params = dict(params)
+        train = TrainSpec(**params.pop("train", {}))
+        lora = params.pop("lora", {})
+        lora = LoraSpec(**{**lora, "modules": tuple(lora.get("modules", LoraSpec.modules))})
+        return cls(train=train, lora=lora, **params)
+
 
 def _alignment(teacher: nn.Module, student: nn.Module, basis: str):
     if basis == "fold_norm":

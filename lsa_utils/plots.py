@@ -105,3 +105,39 @@ def plot_cka(matrices: dict, row_label: str = "teacher layer") -> plt.Figure:
         ax.set(title=title, xlabel="student layer",
                ylabel="student layer" if title.startswith("student") else row_label)
     return fig
+
+
+def plot_transfer(summary: pd.DataFrame, title: str) -> plt.Figure:
+    """Mean score per method and task with its 95% confidence interval over seeds."""
+    tasks = list(dict.fromkeys(summary["task"]))
+    methods = list(dict.fromkeys(summary["method"]))
+    fig, ax = plt.subplots(figsize=(2.6 * len(tasks) + 2, 3.6))
+    width = 0.8 / len(methods)
+    colors = sns.color_palette("tab10", len(methods))
+    for j, method in enumerate(methods):
+        rows = summary[summary["method"] == method].set_index("task").reindex(tasks)
+        x = np.arange(len(tasks)) + (j - (len(methods) - 1) / 2) * width
+        errors = np.vstack([rows["mean"] - rows["low"], rows["high"] - rows["mean"]])
+        ax.bar(x, rows["mean"], width, yerr=np.nan_to_num(errors), capsize=2, label=method, color=colors[j])
+    ax.set_xticks(np.arange(len(tasks)), tasks)
+    ax.set(ylabel="score (%)", ylim=(0, 100), title=title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
+    return fig
+
+
+def plot_paired_differences(table: pd.DataFrame) -> plt.Figure:
+    """Each method minus the sft control on the same seeds, with the 95% interval of the mean."""
+    grid = sns.FacetGrid(table, col="task", col_wrap=min(4, table["task"].nunique()), height=2.8, sharex=False,
+                         sharey=False)
+
+    def draw(data: pd.DataFrame, **_: object) -> None:
+        ax = plt.gca()
+        y = np.arange(len(data))
+        ax.errorbar(data["mean_difference"], y, xerr=np.nan_to_num(np.vstack(
+            [data["mean_difference"] - data["low"], data["high"] - data["mean_difference"]])), fmt="o", capsize=3)
+        ax.axvline(0, color="k", linewidth=0.8)
+        ax.set_yticks(y, data["method"] + " (" + data["teacher"] + ")")
+
+    grid.map_dataframe(draw)
+    grid.set_axis_labels("score - sft (points)", "")
+    return grid.figure

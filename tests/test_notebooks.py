@@ -65,3 +65,20 @@ def test_analysis_tables_schema(results):
     assert cka["cka"].between(-1e-6, 1 + 1e-6).all()
     for figure in ("01_recomposition_cosine", "02_attribution", "02_pairing", "03_alignment_quality", "03_cka"):
         assert (results / "figures" / f"{figure}.png").stat().st_size > 0
+
+
+def test_transfer_table_schema(results):
+    from lsa_utils.methods import METHODS
+
+    table = pd.read_csv(results / "tables" / "transfer.csv")
+    assert list(table.columns) == ["profile", "teacher", "student", "task", "method", "seed", "metric", "score"]
+    table1 = table[table["teacher"] == "teacher"]
+    assert set(table1["method"]) == set(METHODS)
+    assert set(table1["task"]) == {"facts", "arith", "code_complete", "code_write"}
+    trained = table1[~table1["method"].isin(["student", "teacher"])]
+    assert (trained.groupby(["method", "task"])["seed"].nunique() >= 2).all()
+    table2 = table[table["teacher"] == "code_teacher"]
+    assert set(table2["task"]) == {"code_complete", "code_write"} and "teacher" in set(table2["method"])
+    assert table["score"].between(0, 100).all()
+    paired = pd.read_csv(results / "tables" / "04_paired_vs_sft.csv")
+    assert {"method", "mean_difference", "low", "high"} <= set(paired.columns)
