@@ -17,7 +17,9 @@ from transformers import PreTrainedTokenizerBase
 from lsa_utils import arch
 from lsa_utils.batches import collate, iterate_batches
 from lsa_utils.capture import record
-from lsa_utils.semalign import align_hidden, critical_layers, layer_attribution, pair_layers, recompose
+from lsa_utils.semalign import (
+    align_hidden, critical_layers, layer_attribution, least_squares_map, pair_layers, recompose,
+)
 from lsa_utils.similarity import cka_matrix
 
 
@@ -82,11 +84,6 @@ def pairing_table(attribution: pd.DataFrame, n_teacher: int, n_student: int, n_c
                   "critical": source in critical, "trains": source in critical}
                  for k, source in enumerate(pairing, start=1)]
     return pd.DataFrame(rows)
-
-
-def least_squares_map(source: Tensor, target: Tensor) -> Tensor:
-    """W [D_target, D_source] minimising ||source W^T - target||^2: the linear upper reference."""
-    return torch.linalg.lstsq(source.double(), target.double()).solution.T.float()
 
 
 def alignment_quality(teacher_states: Mapping[int, Tensor], student_states: Mapping[int, Tensor],

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import torch
 from datasets import DatasetDict
 from torch import nn
 from transformers import PreTrainedTokenizerBase
@@ -29,7 +30,7 @@ from transformers import PreTrainedTokenizerBase
 from lsa_utils import arch, laten, seeking
 from lsa_utils.batches import collate
 from lsa_utils.semalign import (
-    alignment_map, critical_layers, layer_attribution, pair_layers, semantic_bases,
+    alignment_map, critical_layers, layer_attribution, least_squares_map, pair_layers, semantic_bases,
 )
 from lsa_utils.trainer import LoraSpec, Supervision, TrainSpec, fit_lora, teacher_targets, train_lora
 
@@ -46,7 +47,7 @@ class TransferConfig:
     n_train: int | None = None  # None: the whole train split
     n_seed_examples: int = 32
     n_critical: int = 1
-    basis: str = "output"  # or input, random, fold_norm
+    basis: str = "output"  # or input, random, fold_norm, least_squares (fitted on activations)
     pairing: str = "attribution"  # or floor, interpolate, last
     site: str = "block_delta"
     layer_loss: str | None = None  # None: the method's own (cosine for v1, fisher for v2)
@@ -71,6 +72,17 @@ def _alignment(teacher: nn.Module, student: nn.Module, basis: str):
         source = {"input": arch.input_embedding}.get(basis, arch.lm_head)
         bases = [semantic_bases(source(m).weight, basis, seed=i) for i, m in enumerate((teacher, student))]
     return alignment_map(*bases)
+
+
+def _fitted_map(teacher: nn.Module, student: nn.Module, tokenizer: PreTrainedTokenizerBase, items,
+                pairing: dict, site: str):
+    """The ablation's data-fitted alternative to M: least squares from unit teacher states to student states,
+    pooled over the paired layers at the response positions of the transfer items."""
+    sources = teacher_targets(teacher, tokenizer, items, pairing, site, None)
+    own = teacher_targets(student, tokenizer, items, {k: k for k in pairing}, site, None)
+    x = torch.cat([sources.layers[k] / sources.layers[k].norm(dim=-1, keepdim=True).clamp_min(1e-8) for k in pairing])
+    y = torch.cat([own.layers[k] for k in pairing])
+    return least_squares_map(x, y)
 
 
 def semalign_plan(teacher: nn.Module, student: nn.Module, seed_batch, config: TransferConfig,
@@ -139,7 +151,10 @@ def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenize
     layers, pairing = semalign_plan(teacher, student, seed_batch, config, version)
     layer_loss = config.layer_loss or ("cosine" if version == 1 else "fisher")
     output_loss = config.output_loss or ("cosine_onehot" if version == 1 else "kl_teacher")
-    M = _alignment(teacher, student, config.basis)
+    if config.basis == "least_squares":
+        M = _fitted_map(teacher, student, tokenizer, train, pairing, config.site)
+    else:
+        M = _alignment(teacher, student, config.basis)
     targets = teacher_targets(teacher, tokenizer, train, pairing, config.site, M, with_logits="kl" in output_loss)
     spec = replace(config.train, schedule="single" if version == 1 else "frontier")
     supervision = Supervision(tuple(layers), config.site, layer_loss, output_loss)

@@ -141,3 +141,14 @@ def plot_paired_differences(table: pd.DataFrame) -> plt.Figure:
     grid.map_dataframe(draw)
     grid.set_axis_labels("score - sft (points)", "")
     return grid.figure
+
+
+def plot_ablation(table: pd.DataFrame, factor: str) -> plt.Figure:
+    """Score per level of one factor (mean and 95% CI over seeds), one line per task."""
+    rows = table[table["factor"] == factor]
+    fig, ax = plt.subplots(figsize=(1.2 * rows["level"].nunique() + 2.5, 3.2))
+    sns.pointplot(rows, x="level", y="score", hue="task", order=list(dict.fromkeys(rows["level"])),
+                  errorbar=("ci", 95), dodge=0.3 if rows["task"].nunique() > 1 else False, ax=ax)
+    ax.set(xlabel=factor, ylabel="score (%)", title=f"Ablation: {factor}")
+    ax.legend(frameon=False, fontsize=8)
+    return fig

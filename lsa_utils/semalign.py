@@ -71,6 +71,11 @@ def align_hidden(h_source: Tensor, M: Tensor, eps: float = 1e-8) -> Tensor:
     return (h_source / h_source.norm(dim=-1, keepdim=True).clamp_min(eps)) @ M.T
 
 
+def least_squares_map(source: Tensor, target: Tensor) -> Tensor:
+    """W [D_target, D_source] minimising ||source W^T - target||^2: a fitted linear map, the reference for M."""
+    return torch.linalg.lstsq(source.double(), target.double()).solution.T.float()
+
+
 def recompose(h: Tensor, bases: Tensor) -> Tensor:
     """Decompose over one model's own bases and recompose: S S^T h / ||h|| ([..., D])."""
     return align_hidden(h, bases @ bases.T)

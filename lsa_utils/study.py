@@ -94,3 +94,40 @@ def paired_differences(table: pd.DataFrame, control: str = "sft", confidence: fl
             rows.append({"teacher": teacher, "task": task, "method": method, "control": control, "n_seeds": len(diff),
                          "mean_difference": diff.mean(), "low": diff.mean() - half, "high": diff.mean() + half})
     return pd.DataFrame(rows)
+
+
+ABLATION_FACTORS = ("basis", "pairing", "site", "layer_loss", "output_loss", "n_trained_layers", "n_train",
+                    "lora_rank")
+
+
+def ablation_variant(base: TransferConfig, factor: str, level: str | int) -> tuple[str, TransferConfig]:
+    """(method, config) for one level of one factor; everything else stays at the base configuration.
+
+    ``n_trained_layers: all`` runs SemAlign v2's frontier schedule over every student layer; every other
+    level runs v1 with the factor changed.
+    """
+    if factor not in ABLATION_FACTORS:
+        raise ValueError(f"unknown ablation factor {factor!r}; choose from {', '.join(ABLATION_FACTORS)}")
+    if factor == "n_trained_layers":
+        if level == "all":
+            return "semalign_v2", replace(base, layer_loss="cosine", output_loss="cosine_onehot")
+        return "semalign_v1", replace(base, n_trained_layers=int(level))
+    if factor == "lora_rank":
+        return "semalign_v1", replace(base, lora=replace(base.lora, rank=int(level), alpha=int(level)))
+    if factor == "n_train":
+        return "semalign_v1", replace(base, n_train=int(level))
+    return "semalign_v1", replace(base, **{factor: level})
+
+
+def run_ablations(pair: Pair, tokenizer: PreTrainedTokenizerBase, tasks: dict, ablations: dict[str, list],
+                  families: Sequence[str], seeds: Sequence[int], base: TransferConfig, cache_dir: Path,
+                  evaluation: dict, n_test: int | None = None) -> pd.DataFrame:
+    """One row per (factor, level, task, seed) with the score of the varied SemAlign run."""
+    frames = []
+    for factor, levels in ablations.items():
+        for level in levels:
+            method, config = ablation_variant(base, factor, level)
+            runs = run_grid(pair, tokenizer, tasks, [method], families, seeds, config, cache_dir, evaluation, n_test)
+            frames.append(runs.assign(factor=factor, level=str(level)))
+    table = pd.concat(frames, ignore_index=True)
+    return table[["factor", "level", "method", "task", "seed", "metric", "score"]]

@@ -45,3 +45,14 @@ def test_semalign_plans(pair):
     assert interpolated[1] == (1, 2, 0.5)
     with pytest.raises(ValueError, match="unknown method 'semalign'"):
         transfer_model("semalign", teacher, student, tokenizer, splits, "facts")
+
+
+@pytest.mark.parametrize(("factor", "level"), [("basis", "least_squares"), ("basis", "random"),
+                                                ("n_trained_layers", "all"), ("lora_rank", 8), ("site", "mlp_output")])
+def test_ablation_variants_run(pair, factor, level):
+    from lsa_utils.study import ablation_variant
+
+    tokenizer, items, splits, student, teacher = pair
+    method, config = ablation_variant(TINY, factor, level)
+    model = transfer_model(method, teacher, student, tokenizer, splits, "facts", config)
+    assert torch.isfinite(response_logits(model, tokenizer, items[:2])).all()

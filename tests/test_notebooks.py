@@ -82,3 +82,15 @@ def test_transfer_table_schema(results):
     assert table["score"].between(0, 100).all()
     paired = pd.read_csv(results / "tables" / "04_paired_vs_sft.csv")
     assert {"method", "mean_difference", "low", "high"} <= set(paired.columns)
+
+
+def test_ablations_table_and_report(results):
+    table = pd.read_csv(results / "tables" / "ablations.csv")
+    assert {"factor", "level", "task", "seed", "score"} <= set(table.columns)
+    assert set(table["factor"]) == {"basis", "n_trained_layers"}  # the smoke profile's two factors
+    assert (results / "figures" / "05_ablation_basis.png").stat().st_size > 0
+    report = (results / "REPORT.md").read_text()
+    for heading in ("## Transfer", "### Table 1", "### Table 2", "Against the sft control", "## Ablations",
+                    "re-checked", "## Figures"):
+        assert heading in report
+    assert "reported" in report and "52.90" in report  # the paper's teacher MMLU, labelled as reported
