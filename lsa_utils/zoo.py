@@ -87,7 +87,7 @@ class ZooConfig:
     mix: CorpusMix = field(default_factory=CorpusMix)
     student: ModelShape = ModelShape(4, 80, 4, 216)
     teacher: ModelShape = ModelShape(6, 160, 5, 432)
-    pretrain: TrainingBudget = TrainingBudget(tokens=1_500_000)
+    pretrain: TrainingBudget = TrainingBudget(tokens=1_500_000, lr=4e-3)
     code_mix: CorpusMix = CorpusMix(facts=0.14, arith=0.11, code=0.71, drills=0.04)
     code_continuation: TrainingBudget = TrainingBudget(tokens=300_000, lr=5e-4, warmup_steps=10)
     split_seed: int = 0
