@@ -114,15 +114,16 @@ def data_hash(texts: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(list(texts)).encode()).hexdigest()[:16]
 
 
-def save_activations(path: Path, acts: Mapping[int, Tensor], metadata: Mapping[str, str]) -> None:
-    """Write ``{layer: tensor}`` to safetensors with string metadata (model, revision, site, layers, data)."""
-    tensors = {f"layer.{k}": v.detach().contiguous().cpu() for k, v in acts.items()}
-    meta = {key: str(value) for key, value in metadata.items()} | {"layers": ",".join(map(str, acts))}
+def save_activations(path: Path, tensors: Mapping[int | str, Tensor], metadata: Mapping[str, object]) -> None:
+    """Write tensors (int keys are layers) to safetensors with string metadata (model, site, layers, data...)."""
+    named = {f"layer.{k}" if isinstance(k, int) else k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    layers = ",".join(str(k) for k in tensors if isinstance(k, int))
+    meta = {key: str(value) for key, value in metadata.items()} | {"layers": layers}
     with atomic_write(Path(path)) as tmp:
-        save_file(tensors, tmp, metadata=meta)
+        save_file(named, tmp, metadata=meta)
 
 
-def load_activations(path: Path, expected: Mapping[str, str] | None = None) -> dict[int, Tensor]:
+def load_activations(path: Path, expected: Mapping[str, object] | None = None) -> dict[int | str, Tensor]:
     """Read what :func:`save_activations` wrote; a metadata mismatch with ``expected`` is an error."""
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
@@ -130,4 +131,5 @@ def load_activations(path: Path, expected: Mapping[str, str] | None = None) -> d
     if stale:
         raise ValueError(f"cached activations {path} were made for other settings {stale} "
                          "(stored, wanted): delete the file or change the cache directory")
-    return {int(name.split(".")[1]): t for name, t in load_file(path).items()}
+    return {int(name.removeprefix("layer.")) if name.startswith("layer.") else name: t
+            for name, t in load_file(path).items()}

@@ -21,6 +21,7 @@ semalign_v2        the frontier schedule over student layers, Fisher layer loss,
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 from datasets import DatasetDict
@@ -32,7 +33,9 @@ from lsa_utils.batches import collate
 from lsa_utils.semalign import (
     alignment_map, critical_layers, layer_attribution, least_squares_map, pair_layers, semantic_bases,
 )
-from lsa_utils.trainer import LoraSpec, Supervision, TrainSpec, fit_lora, teacher_targets, train_lora
+from lsa_utils.trainer import (
+    LoraSpec, Supervision, TrainSpec, cached_teacher_targets, fit_lora, teacher_targets, train_lora,
+)
 
 METHODS = ("student", "teacher", "sft", "kd", "layerwise_kd", "seeking", "laten", "semalign_v1", "semalign_v2")
 PAIRINGS = ("floor", "interpolate", "attribution", "last")
@@ -62,6 +65,14 @@ class TransferConfig:
         lora = params.pop("lora", {})
         lora = LoraSpec(**{**lora, "modules": tuple(lora.get("modules", LoraSpec.modules))})
         return cls(train=train, lora=lora, **params)
+
+
+@dataclass(frozen=True)
+class TargetCache:
+    """Where teacher targets are cached, and what identifies the teacher / student pair they belong to."""
+
+    directory: Path
+    pair: str  # e.g. the zoo's model keys, or hub names and revisions
 
 
 def _alignment(teacher: nn.Module, student: nn.Module, basis: str):
@@ -112,8 +123,12 @@ def semalign_plan(teacher: nn.Module, student: nn.Module, seed_batch, config: Tr
 
 
 def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenizer: PreTrainedTokenizerBase,
-                   splits: DatasetDict, family: str, config: TransferConfig = TransferConfig()) -> nn.Module:
-    """The model a method produces for one task family (train / align / extract splits of ``splits``)."""
+                   splits: DatasetDict, family: str, config: TransferConfig = TransferConfig(),
+                   cache: TargetCache | None = None) -> nn.Module:
+    """The model a method produces for one task family (train / align / extract splits of ``splits``).
+
+    With ``cache``, teacher targets are stored as safetensors and reused by every run that needs the same
+    ones (the seeds of a method, and methods that share them)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if method == "student":
@@ -128,17 +143,22 @@ def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenize
     seed_batch = collate(tokenizer, [train[i] for i in range(min(config.n_seed_examples, len(train)))])
     ce = Supervision(layer_loss=None, output_loss="ce")
     desc = f"{method} on {family}"
+
+    def targets(pairing: dict, site: str, M, with_logits: bool, map_name: str):
+        return cached_teacher_targets(cache.directory if cache else None, {"pair": cache.pair if cache else "",
+                                      "map": map_name}, teacher, tokenizer, train, pairing, site, M, with_logits)
+
     if method == "sft":
         return train_lora(student, tokenizer, train, all_layers, ce, None, config.train, config.lora, desc).model
     if method == "kd":
-        targets = teacher_targets(teacher, tokenizer, train, {}, "block_output", None, with_logits=True)
-        return train_lora(student, tokenizer, train, all_layers, replace(ce, output_loss="ce_kl"), targets,
+        return train_lora(student, tokenizer, train, all_layers, replace(ce, output_loss="ce_kl"),
+                          targets({}, "block_output", None, True, "none"),
                           config.train, config.lora, desc).model
     if method == "layerwise_kd":
         pairing = dict(enumerate(pair_layers(arch.n_layers(teacher), n_s), start=1))
-        targets = teacher_targets(teacher, tokenizer, train, pairing, "block_output", None)
         supervision = Supervision(tuple(all_layers), "block_output", "projected_mse", "ce")
-        return train_lora(student, tokenizer, train, all_layers, supervision, targets,
+        return train_lora(student, tokenizer, train, all_layers, supervision,
+                          targets(pairing, "block_output", None, False, "none"),
                           config.train, config.lora, desc).model
     if method == "seeking":
         scores = seeking.sensitivities(teacher, seed_batch, config.lora.modules)
@@ -155,7 +175,7 @@ def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenize
         M = _fitted_map(teacher, student, tokenizer, train, pairing, config.site)
     else:
         M = _alignment(teacher, student, config.basis)
-    targets = teacher_targets(teacher, tokenizer, train, pairing, config.site, M, with_logits="kl" in output_loss)
     spec = replace(config.train, schedule="single" if version == 1 else "frontier")
     supervision = Supervision(tuple(layers), config.site, layer_loss, output_loss)
-    return train_lora(student, tokenizer, train, layers, supervision, targets, spec, config.lora, desc).model
+    semalign_targets = targets(pairing, config.site, M, "kl" in output_loss, config.basis)
+    return train_lora(student, tokenizer, train, layers, supervision, semalign_targets, spec, config.lora, desc).model

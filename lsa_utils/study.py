@@ -21,7 +21,7 @@ from transformers import PreTrainedTokenizerBase
 
 from lsa_utils.cache import atomic_write, config_key
 from lsa_utils.evaluate import evaluate_family
-from lsa_utils.methods import TransferConfig, transfer_model
+from lsa_utils.methods import TargetCache, TransferConfig, transfer_model
 
 UNTRAINED = ("student", "teacher")
 
@@ -51,7 +51,8 @@ def run_grid(pair: Pair, tokenizer: PreTrainedTokenizerBase, tasks: dict, method
         if not path.exists():
             test = tasks[family]["test"]
             test = test.select(range(min(n_test, len(test)))) if n_test else test
-            model = transfer_model(method, pair.teacher, pair.student, tokenizer, tasks[family], family, seeded)
+            model = transfer_model(method, pair.teacher, pair.student, tokenizer, tasks[family], family, seeded,
+                                   TargetCache(Path(cache_dir) / "targets", pair.key))
             result = evaluate_family(model, tokenizer, family, test, **evaluation)
             with atomic_write(path) as tmp:
                 tmp.write_text(json.dumps({"metric": result.metric, "score": result.score}))

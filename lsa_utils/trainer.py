@@ -30,8 +30,8 @@ from transformers import PreTrainedTokenizerBase
 
 from lsa_utils import arch, losses
 from lsa_utils.batches import Batch, collate, iterate_batches
-from lsa_utils.cache import atomic_dir
-from lsa_utils.capture import record
+from lsa_utils.cache import atomic_dir, config_key
+from lsa_utils.capture import data_hash, load_activations, record, save_activations
 from lsa_utils.semalign import align_hidden
 
 DEFAULT_MODULES = ("up_proj", "down_proj", "v_proj", "o_proj")
@@ -77,6 +77,15 @@ class TargetSet:
     def rows(self, items: Sequence[int]) -> Tensor:
         return torch.cat([torch.arange(self.offsets[i], self.offsets[i + 1]) for i in items])
 
+    def save(self, path: Path, metadata: Mapping[str, object]) -> None:
+        extra = {"offsets": self.offsets} | ({"logits": self.logits} if self.logits is not None else {})
+        save_activations(path, {**self.layers, **extra}, metadata)
+
+    @classmethod
+    def load(cls, path: Path, expected: Mapping[str, object]) -> TargetSet:
+        tensors = load_activations(path, expected)
+        return cls({k: v for k, v in tensors.items() if isinstance(k, int)}, tensors["offsets"], tensors.get("logits"))
+
 
 @dataclass
 class TrainResult:
@@ -91,6 +100,27 @@ def _source_layers(pairing: Pairing) -> list[int]:
     for source in pairing.values():
         needed.update(source[:2] if isinstance(source, tuple) else (source,))
     return sorted(needed)
+
+
+def cached_teacher_targets(cache: Path | None, metadata: Mapping[str, object], teacher: nn.Module,
+                           tokenizer: PreTrainedTokenizerBase, items: Sequence[dict], pairing: Pairing, site: str,
+                           M: Tensor | None, with_logits: bool = False) -> TargetSet:
+    """:func:`teacher_targets`, stored under ``cache`` (a directory) by a key of ``metadata`` and the items.
+
+    ``metadata`` must identify the teacher and the map (model, revision, basis...); site, pairing and a
+    hash of the items' texts are added here and checked again on load.
+    """
+    if cache is None:
+        return teacher_targets(teacher, tokenizer, items, pairing, site, M, with_logits)
+    texts = [f"{item['prompt']}\x00{item['response']}" for item in items]
+    meta = {**metadata, "site": site, "pairing": json.dumps({str(k): v for k, v in pairing.items()}),
+            "data": data_hash(texts), "logits": with_logits}
+    path = Path(cache) / f"targets-{config_key({k: str(v) for k, v in meta.items()})}.safetensors"
+    if path.exists():
+        return TargetSet.load(path, meta)
+    targets = teacher_targets(teacher, tokenizer, items, pairing, site, M, with_logits)
+    targets.save(path, meta)
+    return targets
 
 
 @torch.no_grad()

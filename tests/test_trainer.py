@@ -117,3 +117,20 @@ def test_bad_requests_are_explained(tiny_task, make_tiny):
     with pytest.raises(ValueError, match="schedule 'loop'"):
         train_lora(student, tokenizer, items[:4], [2], Supervision(layer_loss=None, output_loss="ce"),
                    spec=TrainSpec(schedule="loop"))
+
+
+def test_teacher_targets_are_cached_with_their_metadata(tiny_task, make_tiny, tmp_path):
+    from lsa_utils.trainer import TargetSet, cached_teacher_targets
+
+    tokenizer, items = tiny_task
+    student, teacher, M = _pair(tokenizer, make_tiny)
+    meta = {"pair": "tiny", "map": "output"}
+    first = cached_teacher_targets(tmp_path, meta, teacher, tokenizer, items[:3], {2: 3}, "block_delta", M, True)
+    (path,) = tmp_path.glob("targets-*.safetensors")
+    again = cached_teacher_targets(tmp_path, meta, teacher, tokenizer, items[:3], {2: 3}, "block_delta", M, True)
+    assert torch.equal(first.layers[2], again.layers[2]) and torch.equal(first.logits, again.logits)
+    assert torch.equal(first.offsets, again.offsets)
+    cached_teacher_targets(tmp_path, meta, teacher, tokenizer, items[:4], {2: 3}, "block_delta", M, True)
+    assert len(list(tmp_path.glob("targets-*.safetensors"))) == 2  # other items, another entry
+    with pytest.raises(ValueError, match="other settings"):
+        TargetSet.load(path, {**meta, "site": "block_output"})
