@@ -110,8 +110,9 @@ def semalign_plan(teacher: nn.Module, student: nn.Module, seed_batch, config: Tr
     pairing = pair_layers(n_t, n_s, critical=critical if config.pairing == "attribution" else (),
                           interpolate=config.pairing == "interpolate")
     by_layer = dict(enumerate(pairing, start=1))
-    served = {k for k, source in by_layer.items()
-              if (source[0] if isinstance(source, tuple) else source) in critical}
+    depth = {k: source[0] + source[2] if isinstance(source, tuple) else source for k, source in by_layer.items()}
+    # each critical layer is served by the first student layer paired at least as deep (METHOD.md 1.3)
+    served = {next((k for k in by_layer if depth[k] >= layer), n_s) for layer in critical}
     if config.pairing == "last":
         layers = [n_s]
     elif config.n_trained_layers is not None:

@@ -41,6 +41,8 @@ def test_semalign_plans(pair):
     layers_v2, pairing_v2 = semalign_plan(teacher, student, batch, TransferConfig(), 2)
     assert layers_v2 == [1, 2] and list(pairing_v2.values())[-1] == 3
     assert semalign_plan(teacher, student, batch, TransferConfig(pairing="last"), 1)[0] == [2]
+    for pairing in ("floor", "interpolate"):  # a skipped critical layer still has a student layer that trains
+        assert len(semalign_plan(teacher, student, batch, TransferConfig(pairing=pairing), 1)[0]) == 1
     _, interpolated = semalign_plan(teacher, student, batch, TransferConfig(pairing="interpolate"), 2)
     assert interpolated[1] == (1, 2, 0.5)
     with pytest.raises(ValueError, match="unknown method 'semalign'"):
@@ -56,3 +58,11 @@ def test_ablation_variants_run(pair, factor, level):
     method, config = ablation_variant(TINY, factor, level)
     model = transfer_model(method, teacher, student, tokenizer, splits, "facts", config)
     assert torch.isfinite(response_logits(model, tokenizer, items[:2])).all()
+
+
+def test_a_critical_layer_the_floor_map_skips_still_trains_a_student_layer(pair, monkeypatch):
+    tokenizer, items, splits, student, teacher = pair
+    monkeypatch.setattr("lsa_utils.methods.critical_layers", lambda scores, n: [2])  # floor map (3 -> 2): [1, 3]
+    batch = collate(tokenizer, items[:4])
+    assert semalign_plan(teacher, student, batch, TransferConfig(pairing="floor"), 1) == ([2], {2: 3})
+    assert semalign_plan(teacher, student, batch, TransferConfig(pairing="attribution"), 1) == ([2], {2: 2})
