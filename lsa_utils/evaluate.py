@@ -11,11 +11,13 @@ Three kinds of scoring cover the four benchmarks and their world analogues:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import product
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -23,6 +25,7 @@ from datasets import Dataset, DatasetDict
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from lsa_utils.cache import atomic_write, config_key
 from lsa_utils.prompts import chat_prompt
 from lsa_utils.sandbox import run_tests
 
@@ -146,12 +149,29 @@ def evaluate_family(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
 
 def score_models(models: Mapping[str, PreTrainedModel], tokenizer: PreTrainedTokenizerBase,
                  tasks: Mapping[str, DatasetDict], split: str = "test", max_new_tokens: int = 64,
-                 batch_size: int = 64) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every model on every family: a tidy score table and a per-item table (for failure analysis)."""
+                 batch_size: int = 64, cache: Path | None = None,
+                 model_keys: Mapping[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every model on every family: a tidy score table and a per-item table (for failure analysis).
+
+    With ``cache`` and ``model_keys`` (what identifies each model's weights), each (model, family) result
+    is stored as JSON and read back on the next call instead of being recomputed.
+    """
     scores, items = [], []
     for (name, model), (family, splits) in tqdm(list(product(models.items(), tasks.items())),
                                                 desc="evaluate", unit="run"):
-        result = evaluate_family(model, tokenizer, family, splits[split], max_new_tokens, batch_size)
+        dataset = splits[split]
+        path = None
+        if cache is not None and model_keys is not None:
+            key = config_key({"model": model_keys[name], "family": family, "split": split, "n": len(dataset),
+                              "max_new_tokens": max_new_tokens, "prompts": dataset["prompt"][:3]})
+            path = Path(cache) / "scores" / f"{name}-{family}-{key}.json"
+        if path is not None and path.exists():
+            result = FamilyScore(**json.loads(path.read_text()))
+        else:
+            result = evaluate_family(model, tokenizer, family, dataset, max_new_tokens, batch_size)
+            if path is not None:
+                with atomic_write(path) as tmp:
+                    tmp.write_text(json.dumps(asdict(result)))
         scores.append({"model": name, "task": family, "metric": result.metric, "score": result.score})
         items += [{"model": name, "task": family, "item": i, "correct": ok, "output": out}
                   for i, (ok, out) in enumerate(zip(result.correct, result.outputs))]

@@ -72,3 +72,26 @@ def test_evaluate_family_on_a_tiny_real_model(family):
     assert len(result.correct) == len(result.outputs) == len(data)
     assert 0.0 <= result.score <= 100.0
     assert result.metric == {"facts": "accuracy", "arith": "exact_match"}.get(family, "pass@1")
+
+
+def test_scores_are_cached_per_model_and_family(tmp_path):
+    data = _split("facts")
+    docs = list(pretraining_documents(WORLD, CorpusMix(), 2_000, seed=0, split_seed=0))
+    tokenizer = build_tokenizer(docs + [f"{r['prompt']} {r['response']}" for r in data])
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)).eval()
+    from datasets import DatasetDict
+
+    from lsa_utils.evaluate import score_models
+
+    tasks = {"facts": DatasetDict({"test": data})}
+    first, items = score_models({"m": model}, tokenizer, tasks, cache=tmp_path, model_keys={"m": "k1"})
+    assert len(list((tmp_path / "scores").glob("m-facts-*.json"))) == 1
+    torch.nn.init.zeros_(model.lm_head.weight)  # a changed model under the same key is not re-scored...
+    again, items_again = score_models({"m": model}, tokenizer, tasks, cache=tmp_path, model_keys={"m": "k1"})
+    assert first.equals(again) and items.equals(items_again)
+    score_models({"m": model}, tokenizer, tasks, cache=tmp_path, model_keys={"m": "k2"})  # ...a new key is
+    assert len(list((tmp_path / "scores").glob("m-facts-*.json"))) == 2
