@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from lsa_utils.evaluate import evaluate_family, extract_program, judge, last_number
+from lsa_utils.evaluate import evaluate_family, extract_program, judge, last_number, score_models
 from lsa_utils.world import FAMILIES, CorpusMix, WorldConfig, build_tokenizer, build_world, pretraining_documents
 from lsa_utils.world.tasks import split_items
 
@@ -16,6 +16,18 @@ WORLD = build_world(WorldConfig(seed=1, n_entities=40, n_items=40, n_functions=2
 
 def _split(family: str) -> Dataset:
     return Dataset.from_list(split_items(WORLD, family, seed=0)["test"])
+
+
+def _tiny_model(data: Dataset) -> tuple:
+    """A word-level tokenizer covering ``data`` and a tiny random Llama over it."""
+    docs = list(pretraining_documents(WORLD, CorpusMix(), 5_000, seed=0, split_seed=0))
+    tokenizer = build_tokenizer(docs + [f"{r['prompt']} {r['response']}" for r in data])
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)).eval()
+    return tokenizer, model
 
 
 def _gold_continuation(row: dict) -> str:
@@ -60,14 +72,8 @@ def test_last_number_and_program_extraction():
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_evaluate_family_on_a_tiny_real_model(family):
-    docs = list(pretraining_documents(WORLD, CorpusMix(), 5_000, seed=0, split_seed=0))
     data = _split(family)
-    tokenizer = build_tokenizer(docs + [f"{r['prompt']} {r['response']}" for r in data])
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)).eval()
+    tokenizer, model = _tiny_model(data)
     result = evaluate_family(model, tokenizer, family, data, max_new_tokens=8)
     assert len(result.correct) == len(result.outputs) == len(data)
     assert 0.0 <= result.score <= 100.0
@@ -76,17 +82,7 @@ def test_evaluate_family_on_a_tiny_real_model(family):
 
 def test_scores_are_cached_per_model_and_family(tmp_path):
     data = _split("facts")
-    docs = list(pretraining_documents(WORLD, CorpusMix(), 2_000, seed=0, split_seed=0))
-    tokenizer = build_tokenizer(docs + [f"{r['prompt']} {r['response']}" for r in data])
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)).eval()
-    from datasets import DatasetDict
-
-    from lsa_utils.evaluate import score_models
-
+    tokenizer, model = _tiny_model(data)
     tasks = {"facts": DatasetDict({"test": data})}
     first, items = score_models({"m": model}, tokenizer, tasks, cache=tmp_path, model_keys={"m": "k1"})
     assert len(list((tmp_path / "scores").glob("m-facts-*.json"))) == 1
