@@ -19,6 +19,7 @@ from lsa_utils.batches import collate, iterate_batches
 from lsa_utils.capture import record
 from lsa_utils.semalign import (
     align_hidden, critical_layers, layer_attribution, least_squares_map, pair_layers, recompose,
+    served_layers,
 )
 from lsa_utils.similarity import cka_matrix
 
@@ -80,8 +81,9 @@ def pairing_table(attribution: pd.DataFrame, n_teacher: int, n_student: int, n_c
     for task, group in attribution.groupby("task", sort=False):
         critical = critical_layers(torch.tensor(group.sort_values("layer")["score"].values), n_critical)
         pairing = pair_layers(n_teacher, n_student, critical=critical)
+        trains = served_layers(pairing, critical)
         rows += [{"task": task, "student_layer": k, "teacher_layer": source,
-                  "critical": source in critical, "trains": source in critical}
+                  "critical": source in critical, "trains": k in trains}
                  for k, source in enumerate(pairing, start=1)]
     return pd.DataFrame(rows)
 

@@ -32,6 +32,7 @@ from lsa_utils import arch, laten, seeking
 from lsa_utils.batches import collate
 from lsa_utils.semalign import (
     alignment_map, critical_layers, layer_attribution, least_squares_map, pair_layers, semantic_bases,
+    served_layers,
 )
 from lsa_utils.trainer import (
     LoraSpec, Supervision, TrainSpec, cached_teacher_targets, fit_lora, teacher_targets, train_lora,
@@ -110,9 +111,7 @@ def semalign_plan(teacher: nn.Module, student: nn.Module, seed_batch, config: Tr
     pairing = pair_layers(n_t, n_s, critical=critical if config.pairing == "attribution" else (),
                           interpolate=config.pairing == "interpolate")
     by_layer = dict(enumerate(pairing, start=1))
-    depth = {k: source[0] + source[2] if isinstance(source, tuple) else source for k, source in by_layer.items()}
-    # each critical layer is served by the first student layer paired at least as deep (METHOD.md 1.3)
-    served = {next((k for k in by_layer if depth[k] >= layer), n_s) for layer in critical}
+    served = served_layers(pairing, critical)
     if config.pairing == "last":
         layers = [n_s]
     elif config.n_trained_layers is not None:

@@ -119,6 +119,13 @@ def pair_layers(n_source: int, n_target: int, critical: Sequence[int] = (),
     return pairing
 
 
+def served_layers(pairing: Sequence, critical: Sequence[int]) -> list[int]:
+    """Student layers (1-based) that serve the critical source layers: for each, the first target layer
+    paired at least as deep (an interpolated pair counts at depth a + lam), the last one if none."""
+    depth = [source[0] + source[2] if isinstance(source, tuple) else source for source in pairing]
+    return sorted({next((k for k, d in enumerate(depth, start=1) if d >= layer), len(pairing)) for layer in critical})
+
+
 # ---------------------------------------------------------------------------------------------------
 # Layer attribution (METHOD.md 1.2)
 

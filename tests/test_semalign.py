@@ -156,3 +156,12 @@ def test_least_squares_reference_recovers_an_exact_linear_map():
     least_squares = table[table["map"] == "least_squares"]
     assert (least_squares["cosine"] > 0.999).all()
     assert list(least_squares["teacher_layer"]) == [1, 3]
+
+
+def test_served_layers():
+    from lsa_utils.semalign import served_layers
+
+    assert served_layers(pair_layers(6, 4), [2]) == [2]  # floor map [1, 3, 4, 6]: layer 2 served by student 2
+    assert served_layers(pair_layers(6, 4, critical=[2]), [2]) == [2]
+    assert served_layers(pair_layers(6, 4, interpolate=True), [6]) == [4]
+    assert served_layers([1, 2], [5]) == [2]  # deeper than every pair: the last layer
