@@ -24,6 +24,7 @@ from lsa_utils.evaluate import evaluate_family
 from lsa_utils.methods import TargetCache, TransferConfig, transfer_model
 
 UNTRAINED = ("student", "teacher")
+RUN_FORMAT = 1  # bump when a change of the methods or the evaluator changes results, so old runs are not reused
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ def run_grid(pair: Pair, tokenizer: PreTrainedTokenizerBase, tasks: dict, method
     rows = []
     for method, family, seed in tqdm(runs, desc="transfer runs", unit="run"):
         seeded = replace(config, train=replace(config.train, seed=seed))
-        key = config_key({"pair": pair.key, "method": method, "family": family, "seed": seed, "n_test": n_test,
+        key = config_key({"format": RUN_FORMAT, "pair": pair.key, "method": method, "family": family, "seed": seed,
+                          "n_test": n_test,
                           "evaluation": evaluation, "config": asdict(seeded) if method not in UNTRAINED else None})
         path = Path(cache_dir) / "transfer" / f"{method}-{family}-{key}.json"
         if not path.exists():
