@@ -15,29 +15,20 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from lsa_utils import arch
-from lsa_utils.batches import collate, iterate_batches
-from lsa_utils.capture import record
+from lsa_utils.batches import collate
 from lsa_utils.semalign import (
     align_hidden, critical_layers, layer_attribution, least_squares_map, pair_layers, recompose,
     served_layers,
 )
 from lsa_utils.similarity import cka_matrix
+from lsa_utils.trainer import teacher_targets
 
 
-@torch.no_grad()
 def response_states(model: nn.Module, tokenizer: PreTrainedTokenizerBase, items: Sequence[dict],
                     site: str = "block_output", batch_size: int = 32) -> dict[int, Tensor]:
     """Every layer's activation at every response position: ``{layer: [rows, D]}`` (float32, CPU)."""
-    layers = list(range(1, arch.n_layers(model) + 1))
-    device = next(model.parameters()).device
-    chunks: dict[int, list[Tensor]] = {k: [] for k in layers}
-    for _, batch in iterate_batches(tokenizer, items, batch_size):
-        batch = batch.to(device)
-        with record(model, layers, site, stop_after_last=True) as acts:
-            model(**batch.model_inputs())
-        for k in layers:
-            chunks[k].append(acts[k][batch.response_mask].float().cpu())
-    return {k: torch.cat(v) for k, v in chunks.items()}
+    every_layer = {k: k for k in range(1, arch.n_layers(model) + 1)}
+    return teacher_targets(model, tokenizer, items, every_layer, site, None, batch_size=batch_size).layers
 
 
 def recomposition_table(states: Mapping[int, Tensor], bases: Mapping[str, Tensor]) -> pd.DataFrame:

@@ -10,7 +10,7 @@ positions, and ``labels`` holds the next token there (``-100`` elsewhere), alrea
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -29,9 +29,12 @@ class Batch:
     response_mask: Tensor  # [batch, seq] bool, True where the next token is a response token
     labels: Tensor  # [batch, seq], the next token at response positions, IGNORE elsewhere
 
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Batch:
+        """The same batch with ``fn`` applied to every tensor (moving, slicing rows...)."""
+        return Batch(fn(self.input_ids), fn(self.attention_mask), fn(self.response_mask), fn(self.labels))
+
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask,
-                                                self.response_mask, self.labels)))
+        return self.map(lambda t: t.to(device))
 
     def model_inputs(self) -> dict[str, Tensor]:
         return {"input_ids": self.input_ids, "attention_mask": self.attention_mask}

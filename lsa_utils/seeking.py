@@ -32,8 +32,7 @@ def sensitivities(teacher: nn.Module, batch: Batch, modules: Sequence[str]) -> d
     totals = {key: torch.zeros_like(w, dtype=torch.float64) for key, w in targets.items()}
     device = next(teacher.parameters()).device
     for i in range(len(batch)):
-        row = Batch(*(t[i:i + 1] for t in (batch.input_ids, batch.attention_mask, batch.response_mask,
-                                           batch.labels))).to(device)
+        row = batch.map(lambda t, i=i: t[i:i + 1]).to(device)
         loss = response_loss_per_example(teacher(**row.model_inputs()).logits, row.labels).sum()
         grads = torch.autograd.grad(loss, list(targets.values()))
         for (key, w), g in zip(targets.items(), grads):
