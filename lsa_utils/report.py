@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lsa_utils.study import summarise
+from lsa_utils.stats import summarise
 
 TASK_NAMES = {"facts": "MMLU", "arith": "GSM8K", "code_complete": "HumanEval", "code_write": "MBPP"}
 # Reported by Gu et al. (arXiv 2510.24208, v1): Llama-2-13B-Chat -> 7B-Chat (Table 1) and the CodeLlama-13B-

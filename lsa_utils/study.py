@@ -7,13 +7,11 @@ notebook with nothing changed reads JSON files; a changed knob recomputes only t
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from itertools import product
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from torch import nn
 from tqdm.auto import tqdm
@@ -22,8 +20,8 @@ from transformers import PreTrainedTokenizerBase
 from lsa_utils.cache import atomic_write, config_key
 from lsa_utils.evaluate import evaluate_family
 from lsa_utils.methods import TargetCache, TransferConfig, transfer_model
+from lsa_utils.stats import UNTRAINED
 
-UNTRAINED = ("student", "teacher")
 RUN_FORMAT = 1  # bump when a change of the methods or the evaluator changes results, so old runs are not reused
 
 
@@ -61,41 +59,6 @@ def run_grid(pair: Pair, tokenizer: PreTrainedTokenizerBase, tasks: dict, method
         record = json.loads(path.read_text())
         rows.append({"teacher": pair.teacher_name, "student": pair.student_name, "task": family, "method": method,
                      "seed": seed, "metric": record["metric"], "score": record["score"]})
-    return pd.DataFrame(rows)
-
-
-def t_quantile(p: float, df: int) -> float:
-    """Quantile of Student's t (numerical integration of the density, then bisection; no scipy needed)."""
-    grid = np.linspace(0, 80, 400_001)
-    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-    density = np.exp(log_norm - (df + 1) / 2 * np.log1p(grid**2 / df))
-    cdf = 0.5 + np.concatenate([[0], np.cumsum((density[1:] + density[:-1]) / 2 * np.diff(grid))])
-    return float(np.interp(p, cdf, grid))
-
-
-def _half_width(values: pd.Series, confidence: float) -> float:
-    n = len(values)
-    return t_quantile((1 + confidence) / 2, n - 1) * values.std(ddof=1) / math.sqrt(n) if n > 1 else math.nan
-
-
-def summarise(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """Mean score per (teacher, task, method) with a t-based confidence interval over seeds."""
-    def interval(scores: pd.Series) -> pd.Series:
-        mean, half = scores.mean(), _half_width(scores, confidence)
-        return pd.Series({"mean": mean, "low": mean - half, "high": mean + half, "n_seeds": len(scores)})
-    return table.groupby(["teacher", "task", "method"], sort=False)["score"].apply(interval).unstack().reset_index()
-
-
-def paired_differences(table: pd.DataFrame, control: str = "sft", confidence: float = 0.95) -> pd.DataFrame:
-    """Each method minus the control on the same seeds: mean difference and its t interval."""
-    rows = []
-    for (teacher, task), group in table.groupby(["teacher", "task"], sort=False):
-        base = group[group["method"] == control].set_index("seed")["score"]
-        for method, runs in group[~group["method"].isin([control, *UNTRAINED])].groupby("method", sort=False):
-            diff = (runs.set_index("seed")["score"] - base).dropna()
-            half = _half_width(diff, confidence)
-            rows.append({"teacher": teacher, "task": task, "method": method, "control": control, "n_seeds": len(diff),
-                         "mean_difference": diff.mean(), "low": diff.mean() - half, "high": diff.mean() + half})
     return pd.DataFrame(rows)
 
 
