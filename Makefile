@@ -8,6 +8,7 @@ STAMP   := .venv/.setup-stamp
 KERNEL  := lsa-study
 PROFILE ?= cpu
 DEVICE  ?= auto
+FORCE   ?=
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # `make lock` holds torch here: a newer torch is a deliberate change, not a side effect of relocking.
 TORCH   ?= 2.13.0
@@ -34,8 +35,8 @@ $(STAMP): requirements.lock pyproject.toml
 test: $(STAMP) ## run the test suite, offline
 	$(OFFLINE) $(PY) -m pytest
 
-reproduce: $(STAMP) ## run every notebook in order: make reproduce PROFILE=cpu DEVICE=auto
-	$(PY) -m lsa_utils.runner --profile $(PROFILE) --device $(DEVICE)
+reproduce: $(STAMP) ## run the notebooks in order, skipping up-to-date ones: PROFILE=cpu DEVICE=auto FORCE=1
+	$(PY) -m lsa_utils.runner --profile $(PROFILE) --device $(DEVICE) $(if $(FORCE),--force)
 
 lab: $(STAMP) ## open the notebooks in JupyterLab
 	$(PY) -m jupyter lab notebooks/

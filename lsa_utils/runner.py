@@ -5,6 +5,10 @@
 time) to `results/runs/<stem>.json`. Both land atomically: a failed run leaves the previous good copy in
 place and keeps its own executed notebook beside it as `<stem>.failed.ipynb` for debugging.
 
+`main` skips a notebook that already ran here with the same inputs, as long as nothing before it ran and
+everything it wrote is still there. The note of that run (a stamp) lives in the notebook's `cache_dir`,
+not in `results/`, so a fresh clone, or one after `make clean`, executes everything.
+
     python -m lsa_utils.runner --profile cpu                  # every notebooks/NN_*.ipynb, in order
     python -m lsa_utils.runner --profile smoke notebooks/03_latent_alignment.ipynb
 """
@@ -12,6 +16,7 @@ place and keeps its own executed notebook beside it as `<stem>.failed.ipynb` for
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -27,9 +32,9 @@ from typing import Any
 import nbformat
 import papermill
 
-from lsa_utils.cache import atomic_write
+from lsa_utils.cache import atomic_write, config_key
 from lsa_utils.device import describe_device, resolve_device
-from lsa_utils.paths import NOTEBOOKS_DIR, REPO_ROOT, RESULTS_DIR
+from lsa_utils.paths import NOTEBOOKS_DIR, PACKAGE_DIR, REPO_ROOT, RESULTS_DIR
 from lsa_utils.profiles import load_profile, merge_parameters, notebook_parameters
 
 KERNEL_NAME = "lsa-study"
@@ -56,16 +61,10 @@ def run_notebook(
     raises ValueError before anything runs.
     """
     notebook, results_dir = Path(notebook).resolve(), Path(results_dir).resolve()
-    parameters = notebook_parameters(load_profile(profile, notebooks_dir=notebook.parent), notebook.stem)
-    parameters["results_dir"] = _results_dir_parameter(results_dir, notebook.parent)
-    if device is not None:
-        parameters["device"] = device
-    parameters = merge_parameters(parameters, overrides or {})
-    _check_declared(notebook, parameters)
-    resolved_device = describe_device(resolve_device(str(parameters.get("device", "auto"))))
+    parameters, resolved_device = _resolve(notebook, profile, results_dir, device, overrides)
     git = _git_state()  # before executing, so the run's own outputs cannot make the tree dirty
 
-    started_at, start = datetime.now(timezone.utc), time.perf_counter()
+    started_at, start, wall_start = datetime.now(timezone.utc), time.perf_counter(), time.time()
     executed = _execute(notebook, results_dir / "executed" / notebook.name, parameters)
     record = {
         "notebook": notebook.name,
@@ -80,7 +79,65 @@ def run_notebook(
     }
     with atomic_write(results_dir / "runs" / f"{notebook.stem}.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    if (stamp := _stamp_path(notebook, parameters)) is not None:
+        note = {"inputs": inputs_key(notebook, parameters, resolved_device),
+                "outputs": _written_since(results_dir, wall_start)}
+        with atomic_write(stamp) as tmp:
+            tmp.write_text(json.dumps(note, indent=2) + "\n", encoding="utf-8")
     return executed
+
+
+def up_to_date(notebook: Path, profile: str | Path, *, results_dir: Path = RESULTS_DIR,
+               device: str | None = None) -> bool:
+    """Whether `notebook` already ran here with the same inputs, and all it wrote is still in place."""
+    notebook, results_dir = Path(notebook).resolve(), Path(results_dir).resolve()
+    parameters, resolved_device = _resolve(notebook, profile, results_dir, device, None)
+    stamp = _stamp_path(notebook, parameters)
+    if stamp is None or not stamp.exists():
+        return False
+    note = json.loads(stamp.read_text(encoding="utf-8"))
+    written = [results_dir / "executed" / notebook.name, results_dir / "runs" / f"{notebook.stem}.json",
+               *(results_dir / path for path in note["outputs"])]
+    return note["inputs"] == inputs_key(notebook, parameters, resolved_device) and all(p.exists() for p in written)
+
+
+def inputs_key(notebook: Path, parameters: Mapping[str, Any], device: str) -> str:
+    """Key of everything an executed notebook depends on besides the notebooks before it.
+
+    The notebook file, its parameters, the source of `lsa_utils`, the package versions and the device;
+    `make reproduce` re-executes every notebook after one that ran, since those read its outputs.
+    """
+    def digest(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    package = {str(path.relative_to(PACKAGE_DIR)): digest(path) for path in sorted(PACKAGE_DIR.rglob("*.py"))}
+    return config_key({"notebook": digest(notebook), "parameters": parameters, "device": device,
+                       "package": package, "versions": package_versions()})
+
+
+def _resolve(notebook: Path, profile: str | Path, results_dir: Path, device: str | None,
+             overrides: Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:
+    """The notebook's checked parameters under `profile`, and the device they resolve to."""
+    parameters = notebook_parameters(load_profile(profile, notebooks_dir=notebook.parent), notebook.stem)
+    parameters["results_dir"] = _results_dir_parameter(results_dir, notebook.parent)
+    if device is not None:
+        parameters["device"] = device
+    parameters = merge_parameters(parameters, overrides or {})
+    _check_declared(notebook, parameters)
+    return parameters, describe_device(resolve_device(str(parameters.get("device", "auto"))))
+
+
+def _stamp_path(notebook: Path, parameters: Mapping[str, Any]) -> Path | None:
+    """Where a finished run is noted: the notebook's cache (None for a notebook without one)."""
+    cache_dir = parameters.get("cache_dir")
+    return None if cache_dir is None else notebook.parent / cache_dir / "runs" / f"{notebook.stem}.json"
+
+
+def _written_since(results_dir: Path, since: float) -> list[str]:
+    """Files under `results_dir` (executed notebooks and run records aside) modified after `since`."""
+    return sorted(str(path.relative_to(results_dir)) for path in results_dir.rglob("*")
+                  if path.is_file() and path.relative_to(results_dir).parts[0] not in ("executed", "runs")
+                  and path.stat().st_mtime >= since)
 
 
 def find_seeds(parameters: Mapping[str, Any], prefix: str = "", inside_seed: bool = False) -> dict[str, Any]:
@@ -200,9 +257,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not notebooks:
         print(f"no notebooks matching NN_*.ipynb in {NOTEBOOKS_DIR}", file=sys.stderr)
         return 2
+    rerun = args.force
     for notebook in notebooks:
         start = time.perf_counter()
         try:
+            if not rerun and up_to_date(notebook, args.profile, results_dir=args.results_dir, device=args.device):
+                print(f"skip   {notebook.name} [{args.profile}]: up to date (same inputs; --force re-executes)")
+                continue
+            rerun = True  # every later notebook may read what this one writes
             executed = run_notebook(notebook, args.profile, results_dir=args.results_dir, device=args.device)
         except (NotebookFailed, ValueError, FileNotFoundError) as exc:
             print(f"FAILED {notebook.name}: {exc}", file=sys.stderr)
@@ -217,6 +279,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default="cpu", help="profile name (params/<name>.yaml) or path [cpu]")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N [the profile's]")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="[results/]")
+    parser.add_argument("--force", action="store_true",
+                        help="execute every notebook, even those whose inputs are unchanged since their last run")
     parser.add_argument("notebooks", nargs="*", help="notebooks to run [notebooks/NN_*.ipynb]")
     return parser
 

@@ -1,6 +1,7 @@
 """The runner executes a notebook under a profile and leaves an executed copy and a run record."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def kernel() -> None:
 @pytest.fixture
 def profile(tmp_path: Path) -> Path:
     path = tmp_path / "fixture.yaml"
-    path.write_text(PROFILE)
+    path.write_text(PROFILE.replace("all:\n", f"all:\n  cache_dir: {tmp_path / 'cache'}\n"))
     return path
 
 
@@ -71,7 +72,7 @@ def test_failed_run_keeps_the_good_copy(tmp_path: Path, profile: Path) -> None:
 def test_unknown_parameter_is_named_with_the_valid_ones(tmp_path: Path, profile: Path) -> None:
     with pytest.raises(ValueError, match="n_layers") as info:
         run_notebook(ECHO, profile, results_dir=tmp_path, overrides={"n_layers": 4})
-    assert "device, fail, profile, results_dir, seed, world" in str(info.value)
+    assert "cache_dir, device, fail, profile, results_dir, seed, world" in str(info.value)
     assert not (tmp_path / "executed").exists()
 
 
@@ -97,3 +98,58 @@ def test_seeds_are_found_at_any_depth() -> None:
     parameters = {"seed": 1, "zoo": {"pretrain": {"seed": 2, "lr": 0.1}, "split_seed": 3},
                   "seeds": {"world": 4}, "n": 5}
     assert find_seeds(parameters) == {"seed": 1, "zoo.pretrain.seed": 2, "zoo.split_seed": 3, "seeds.world": 4}
+
+
+@pytest.fixture
+def reproduce(profile: Path, tmp_path: Path, capsys):
+    """`main` on the echo notebook; returns the first word it printed (ok or skip)."""
+    def run(*extra: str, profile_path: Path = profile) -> str:
+        assert main(["--profile", str(profile_path), "--device", "cpu", "--results-dir", str(tmp_path),
+                     *extra, str(ECHO)]) == 0
+        return capsys.readouterr().out.split()[0]
+    return run
+
+
+def test_a_notebook_with_unchanged_inputs_is_skipped(reproduce, tmp_path: Path) -> None:
+    assert reproduce() == "ok"
+    stamp = json.loads((tmp_path / "cache" / "runs" / "echo.json").read_text())
+    assert stamp["outputs"] == ["echo/params.json"]
+    assert reproduce() == "skip"
+    assert reproduce("--force") == "ok"
+
+
+def test_without_the_cache_a_notebook_runs_again(reproduce, tmp_path: Path) -> None:
+    """The note of a run lives in the cache, so a fresh clone (results, no cache) re-executes."""
+    assert reproduce() == "ok"
+    shutil.rmtree(tmp_path / "cache")
+    assert reproduce() == "ok"
+
+
+def test_changed_parameters_or_a_lost_output_re_execute(reproduce, tmp_path: Path, profile: Path) -> None:
+    assert reproduce() == "ok"
+    (tmp_path / "echo" / "params.json").unlink()
+    assert reproduce() == "ok"
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(PROFILE.replace("seed: 7", "seed: 8"))
+    assert reproduce(profile_path=changed) == "ok"
+    assert json.loads((tmp_path / "echo" / "params.json").read_text())["seed"] == 8
+
+
+def test_every_notebook_after_one_that_ran_runs_too(tmp_path: Path, capsys) -> None:
+    folder, results = tmp_path / "notebooks", tmp_path / "results"
+    folder.mkdir()
+    for name in ("01_first", "02_second"):
+        shutil.copy(ECHO, folder / f"{name}.ipynb")
+    profile = tmp_path / "plain.yaml"
+    profile.write_text(f"all: {{seed: 1, cache_dir: {tmp_path / 'cache'}}}\n")
+    args = ["--profile", str(profile), "--device", "cpu", "--results-dir", str(results),
+            *map(str, sorted(folder.glob("*.ipynb")))]
+
+    def first_words() -> list[str]:
+        assert main(args) == 0
+        return [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+
+    assert first_words() == ["ok", "ok"]
+    assert first_words() == ["skip", "skip"]
+    (results / "executed" / "01_first.ipynb").unlink()
+    assert first_words() == ["ok", "ok"]
