@@ -38,6 +38,7 @@ SCORING = {
 METRICS = {"multiple_choice": "accuracy", "last_number": "exact_match", "program": "pass@1"}
 CHANCE = {"multiple_choice": 25.0, "last_number": 0.0, "program": 0.0}
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+SCORE_FORMAT = 1  # bump when a change of the evaluator changes scores, so cached scores are not reused
 
 
 @dataclass(frozen=True)
@@ -162,8 +163,9 @@ def score_models(models: Mapping[str, PreTrainedModel], tokenizer: PreTrainedTok
         dataset = splits[split]
         path = None
         if cache is not None and model_keys is not None:
+            first = _contexts(dataset.select(range(min(3, len(dataset)))))
             key = config_key({"model": model_keys[name], "family": family, "split": split, "n": len(dataset),
-                              "max_new_tokens": max_new_tokens, "prompts": dataset["prompt"][:3]})
+                              "max_new_tokens": max_new_tokens, "contexts": first, "format": SCORE_FORMAT})
             path = Path(cache) / "scores" / f"{name}-{family}-{key}.json"
         if path is not None and path.exists():
             result = FamilyScore(**json.loads(path.read_text()))
