@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import datasets
-import numpy as np
 import pandas as pd
 import torch
 import transformers
@@ -41,7 +40,7 @@ from lsa_utils.world import (
 )
 
 MODEL_NAMES = ("student", "teacher", "code_teacher")
-WORLD_FORMAT = 2  # bump when the generator's output changes, so caches of older worlds are not reused
+WORLD_FORMAT = 3  # bump when the generator's output changes, so caches of older worlds are not reused
 PROGRESS_INTERVAL_S = 5.0  # executed notebooks keep every progress update: keep them few
 
 
@@ -88,7 +87,7 @@ class ZooConfig:
     student: ModelShape = ModelShape(4, 80, 4, 216)
     teacher: ModelShape = ModelShape(6, 160, 5, 432)
     pretrain: TrainingBudget = TrainingBudget(tokens=1_500_000, lr=4e-3)
-    code_mix: CorpusMix = CorpusMix(facts=0.14, arith=0.11, code=0.71, drills=0.04)
+    code_mix: CorpusMix = CorpusMix(facts=0.14, arith=0.11, code=0.71, drills=0.04, library_manual=True)
     code_continuation: TrainingBudget = TrainingBudget(tokens=300_000, lr=5e-4, warmup_steps=10)
     split_seed: int = 0
 
@@ -287,12 +286,15 @@ def describe_zoo(config: ZooConfig, cache_dir: Path, models: dict[str, LlamaForC
 
 
 def scores_by_frequency(items: pd.DataFrame, tasks: dict[str, DatasetDict], split: str = "test") -> pd.DataFrame:
-    """Score per model, task and tercile of the corpus frequency of the item's rarest subject."""
+    """Score per model, task and tercile of the corpus frequency of the item's rarest subject.
+
+    Terciles split the items ranked by frequency (ties in item order), since many items share a subject.
+    """
     frames = []
     for task, frame in items.groupby("task", sort=False):
-        frequency = np.asarray(tasks[task][split]["frequency"])
-        tercile = pd.qcut(frequency, 3, labels=["rare", "middle", "common"])
-        frames.append(frame.assign(frequency=tercile[frame["item"].to_numpy()]))
+        rank = pd.Series(tasks[task][split]["frequency"]).rank(method="first")
+        tercile = pd.qcut(rank, 3, labels=["rare", "middle", "common"])
+        frames.append(frame.assign(frequency=tercile.to_numpy()[frame["item"].to_numpy()]))
     table = pd.concat(frames).groupby(["model", "task", "frequency"], observed=True, sort=False)["correct"].mean()
     return (100 * table).rename("score").reset_index()
 

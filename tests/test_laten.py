@@ -17,8 +17,8 @@ from lsa_utils.laten import (
 from lsa_utils.trainer import response_logits
 
 
-def reference_neuron_ranking(model, tokenizer, item, layer: int, spec: LatenSpec) -> torch.Tensor:
-    """One neuron at a time: log P_y(mid + m_i W_down[:, i]) - log P_y(mid), sorted best first."""
+def reference_neuron_scores(model, tokenizer, item, layer: int, spec: LatenSpec) -> torch.Tensor:
+    """One neuron at a time: log P_y(mid + m_i W_down[:, i]) - log P_y(mid)."""
     batch = collate(tokenizer, [item])
     t = int(batch.response_mask[0].nonzero()[-1])
     y = int(batch.labels[0, t])
@@ -32,9 +32,8 @@ def reference_neuron_ranking(model, tokenizer, item, layer: int, spec: LatenSpec
     w_down = arch.projection(model, layer, "down_proj").weight
     with torch.no_grad():
         base = _log_prob(model, mid, y, h_final, spec.normaliser)
-        scores = torch.stack([_log_prob(model, mid + m[i] * w_down[:, i], y, h_final, spec.normaliser) - base
-                              for i in range(len(m))])
-    return scores.argsort(descending=True)
+        return torch.stack([_log_prob(model, mid + m[i] * w_down[:, i], y, h_final, spec.normaliser) - base
+                            for i in range(len(m))])
 
 
 @pytest.mark.parametrize("normaliser", ["rms", "sqrt_std"])
@@ -44,7 +43,11 @@ def test_vectorised_ranking_matches_the_reference(tiny_task, make_tiny, normalis
     spec = LatenSpec(normaliser=normaliser)
     location = locate(model, tokenizer, items[0], {"ffn": 48, "attn": 24}, spec)
     for layer in (1, 3):
-        assert torch.equal(location.neurons["ffn"][layer], reference_neuron_ranking(model, tokenizer, items[0], layer, spec))
+        reference = reference_neuron_scores(model, tokenizer, items[0], layer, spec)
+        ranked = reference[location.neurons["ffn"][layer]]  # the reference's scores in the fast ranking's order
+        # Best first; two neurons may swap only where their log-prob gains tie to float32 rounding.
+        assert (ranked[1:] - ranked[:-1]).max() <= 1e-6
+        assert sorted(location.neurons["ffn"][layer].tolist()) == list(range(len(reference)))
     assert location.layer_scores["ffn"].shape == location.layer_scores["attn"].shape == (3,)
     assert choose_layers(location, 2)["ffn"] == sorted(choose_layers(location, 2)["ffn"])
 

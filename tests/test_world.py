@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+
 import pytest
 
 from lsa_utils.world import FAMILIES, CorpusMix, WorldConfig, build_tokenizer, build_world, pretraining_documents
@@ -69,6 +72,34 @@ def test_corpus_states_every_test_fact(world):
     for row in split_items(world, "arith", seed=0)["test"]:
         for name in row["subjects"]:
             assert f" {name} " in f" {corpus} "
+
+
+@pytest.mark.parametrize(("family", "shape"), [
+    ("code_complete", r"def \w+ \( (\w) \) : return \1 [-+*] \d"),
+    ("code_write", r"def g \( a , b \) : return \( a [-+*] \d \) \+ \( b [-+*] \d \)"),
+])
+def test_code_items_of_a_family_share_one_shape(world, family, shape):
+    """Recall alone decides the score: with a mix of shapes the student wrote one shape for all."""
+    for rows in split_items(world, family, seed=0).values():
+        assert all(re.fullmatch(shape, row["answer"]) for row in rows)
+
+
+def _library_mentions(world, mix: CorpusMix) -> Counter:
+    documents = pretraining_documents(world, mix, 60_000, seed=0, split_seed=0)
+    words = Counter(word for doc in documents for word in doc.split())
+    return Counter({fn.name: words[fn.name] for fn in world.functions})
+
+
+CODE_ONLY_MIX = {"facts": 0.0, "arith": 0.0, "drills": 0.0, "code": 1.0, "worked_share": 0.0}
+
+
+def test_a_library_manual_documents_every_function_evenly(world):
+    """The code teacher's continuation reads a manual: rare functions are no rarer than frequent ones."""
+    weighted = _library_mentions(world, CorpusMix(**CODE_ONLY_MIX))
+    manual = _library_mentions(world, CorpusMix(**CODE_ONLY_MIX, library_manual=True))
+    spread = lambda counts: max(counts.values()) / max(1, min(counts.values()))  # noqa: E731
+    assert min(manual.values()) > 0
+    assert spread(manual) < 2 < 5 < spread(weighted)
 
 
 def test_tokenizer_round_trip(world, documents):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
@@ -103,3 +104,12 @@ def test_training_is_reproducible(tmp_path):
     torch.rand(3)  # whatever ran before must not matter
     second = load_zoo(config, tmp_path / "b", torch.device("cpu"))[1]["student"].state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_frequency_terciles_split_items_that_share_a_subject():
+    from datasets import Dataset, DatasetDict
+
+    tasks = {"code_complete": DatasetDict({"test": Dataset.from_dict({"frequency": [1.0, 1.0, 1.0, 1.0, 9.0, 9.0]})})}
+    items = pd.DataFrame({"model": "m", "task": "code_complete", "item": range(6), "correct": [0, 0, 1, 1, 1, 1]})
+    table = zoo_module.scores_by_frequency(items, tasks).set_index("frequency")["score"]
+    assert table.to_dict() == {"rare": 0.0, "middle": 100.0, "common": 100.0}

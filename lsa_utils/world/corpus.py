@@ -42,6 +42,9 @@ class CorpusMix:
     drills: float = 0.10
     qa_share: float = 0.15  # of facts documents: worked multiple-choice questions
     worked_share: float = 0.5  # of arith and code documents: worked task examples
+    # Library documents from a reference manual: every function equally often, rather than as often as
+    # general text mentions it. The code teacher's continuation reads the manual.
+    library_manual: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,8 +78,9 @@ def _function_doc(fn: Function, rng: random.Random) -> str:
     return " ".join(rng.sample(forms, rng.randint(1, 3)))
 
 
-def _library_doc(world: World, rng: random.Random) -> str:
-    fns: list[Function] = draw_weighted(rng, world.functions, rng.randint(1, 2))
+def _library_doc(world: World, rng: random.Random, manual: bool) -> str:
+    k = rng.randint(1, 2)
+    fns: list[Function] = rng.sample(world.functions, k) if manual else draw_weighted(rng, world.functions, k)
     return "\n".join(_function_doc(fn, rng) for fn in fns)
 
 
@@ -118,7 +122,7 @@ def _document_sources(world: World, mix: CorpusMix, rng: random.Random,
         "facts": [(1 - mix.qa_share, lambda: _biography(world, rng)), (mix.qa_share, facts_question)],
         "arith": [(1 - mix.worked_share, lambda: _price_list(world, rng)),
                   (mix.worked_share, fresh(lambda: random_arith_item(world, item_pool, rng)))],
-        "code": [(1 - mix.worked_share, lambda: _library_doc(world, rng)),
+        "code": [(1 - mix.worked_share, lambda: _library_doc(world, rng, mix.library_manual)),
                  (mix.worked_share / 2, fresh(lambda: random_code_complete_item(fn_pool, rng))),
                  (mix.worked_share / 2, fresh(lambda: random_code_write_item(fn_pool, rng)))],
         "drills": [(1.0, lambda: _drill(rng))],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import operator
 import random
 from dataclasses import asdict, dataclass, field
 
@@ -32,7 +33,7 @@ STATEMENTS = {
     "pet": ("{e} has a pet {v} .", "{e} keeps a {v} at home .", "the pet of {e} is a {v} ."),
 }
 N_CITIES = 16
-OPERATORS = ("+", "-", "*")
+OPERATIONS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 
 _ONSETS = "b d f g k l m n p r s t v z".split()
 _VOWELS = "a e i o u".split()
@@ -84,7 +85,7 @@ class Function:
         return f"{inner} {self.op} {self.const}"
 
     def __call__(self, x: int) -> int:
-        return {"+": x + self.const, "-": x - self.const, "*": x * self.const}[self.op]
+        return OPERATIONS[self.op](x, self.const)
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def build_world(config: WorldConfig) -> World:
         for _ in range(config.n_items)
     )
     functions = tuple(
-        Function(words.pop(), rng.choice(OPERATORS), rng.randint(2, 9),
+        Function(words.pop(), rng.choice(list(OPERATIONS)), rng.randint(2, 9),
                  _log_uniform(rng, config.frequency_range))
         for _ in range(config.n_functions)
     )

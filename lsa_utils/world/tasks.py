@@ -7,8 +7,8 @@ family          paper analogue   what the model must recall                     
 ==============  ===============  =====================================================  ===========
 facts           MMLU             one attribute of an entity (four candidate answers)    accuracy
 arith           GSM8K            the prices of one or two items, then multiply and add  exact match
-code_complete   HumanEval        the constants of one or two library functions          pass@1
-code_write      MBPP             the same, writing a two-argument function              pass@1
+code_complete   HumanEval        the operation and constant of one library function     pass@1
+code_write      MBPP             those of two functions, one per argument               pass@1
 ==============  ===============  =====================================================  ===========
 
 Text is space-tokenised (every word, number and symbol is one token) so the word-level tokenizer
@@ -48,7 +48,12 @@ QUESTIONS = {
 CODE_INSTRUCTION = "Complete the following python function .\n\n\n"
 CODE_ANSWER_PREFIX = "Here is the completed function :\n\n\n"
 TEST_INPUTS = (0, 1, 2, 5, 11)
-SINGLE_RECALL_SHARE = 0.5  # items needing one recall keep the student above chance; two split the sizes
+SINGLE_RECALL_SHARE = 0.5  # of arith items: one recall keeps the student above chance; two split the sizes
+# Each code family has one shape (with a mix of one- and two-function shapes the student wrote the
+# two-function shape for all). code_complete varies the name and argument, as HumanEval does; the recall
+# does not depend on them.
+ENTRY_POINTS = ("f", "h", "calc", "compute", "solve", "step", "value", "result", "transform", "convert")
+ARGUMENTS = ("x", "n", "v", "y")
 
 
 def facts_item(world: World, entity: Entity, attribute: str, rng: random.Random) -> dict:
@@ -108,18 +113,22 @@ def arith_item(buyer: str, purchases: list[tuple[int, Item]]) -> dict:
     }
 
 
-def _code_item(prompt_code: str, signature: str, params: tuple[str, ...], body: str,
-               reference: Callable[..., int], fns: list[Function]) -> dict:
-    """A code item whose reference solution is ``signature return body``; hidden tests call it."""
+def _code_item(prompt_code: str, signature: str, n_params: int, body: str, reference: Callable[..., int],
+               fns: list[Function]) -> dict:
+    """A code item whose reference solution is ``signature return body``; hidden tests call it.
+
+    As in HumanEval, the signature is given: the answer prefix ends with it, so the model writes the body
+    and a wrong function name cannot fail an otherwise right answer.
+    """
     entry_point = signature.split()[1]
     solution = f"{signature} return {body}"
-    calls = [(x,) for x in TEST_INPUTS] if len(params) == 1 else list(zip(TEST_INPUTS, TEST_INPUTS[::-1]))
+    calls = [(x,) for x in TEST_INPUTS] if n_params == 1 else list(zip(TEST_INPUTS, TEST_INPUTS[::-1]))
     test_code = "\n".join(
         f"assert {entry_point}({', '.join(map(str, c))}) == {reference(*c)}" for c in calls
     )
     return {
         "prompt": CODE_INSTRUCTION + prompt_code,
-        "answer_prefix": CODE_ANSWER_PREFIX.rstrip("\n"),
+        "answer_prefix": CODE_ANSWER_PREFIX + signature,
         "response": CODE_ANSWER_PREFIX + solution,
         "answer": solution,
         "entry_point": entry_point,
@@ -130,32 +139,19 @@ def _code_item(prompt_code: str, signature: str, params: tuple[str, ...], body: 
     }
 
 
-def code_complete_item(fns: list[Function]) -> dict:
-    """HumanEval-like: signature plus docstring naming library functions; inline their behaviour."""
-    if len(fns) == 1:
-        (f,) = fns
-        doc, body, ref = f"apply {f.name} to x", f.apply("x", atomic=True), f
-    else:
-        f, g = fns
-        doc = f"apply {f.name} to x , then apply {g.name}"
-        body = g.apply(f.apply("x", atomic=True), atomic=False)
-        ref = lambda x: g(f(x))  # noqa: E731
-    return _code_item(f'def f ( x ) : """ {doc} """', "def f ( x ) :", ("x",), body, ref, fns)
+def code_complete_item(fn: Function, entry_point: str, arg: str) -> dict:
+    """HumanEval-like: a signature plus a docstring naming a library function; inline its behaviour."""
+    signature = f"def {entry_point} ( {arg} ) :"
+    prompt = f'{signature} """ apply {fn.name} to {arg} """'
+    return _code_item(prompt, signature, 1, fn.apply(arg, atomic=True), fn, [fn])
 
 
-def code_write_item(fns: list[Function]) -> dict:
-    """MBPP-like: a one-line description and a signature; write a two-argument function."""
-    if len(fns) == 1:
-        (f,) = fns
-        text = f"Write a function that returns {f.name} of the sum of a and b ."
-        body, ref = f.apply("a + b", atomic=False), lambda a, b: f(a + b)
-    else:
-        f, g = fns
-        text = f"Write a function that returns {f.name} of a plus {g.name} of b ."
-        body = f"( {f.apply('a', atomic=True)} ) + ( {g.apply('b', atomic=True)} )"
-        ref = lambda a, b: f(a) + g(b)  # noqa: E731
+def code_write_item(f: Function, g: Function) -> dict:
+    """MBPP-like: a one-line description and a signature; a two-argument function of two library functions."""
+    text = f"Write a function that returns {f.name} of a plus {g.name} of b ."
+    body = f"( {f.apply('a', atomic=True)} ) + ( {g.apply('b', atomic=True)} )"
     signature = "def g ( a , b ) :"
-    return _code_item(f"{text}\n{signature}", signature, ("a", "b"), body, ref, fns)
+    return _code_item(f"{text}\n{signature}", signature, 2, body, lambda a, b: f(a) + g(b), [f, g])
 
 
 def draw_weighted(rng: random.Random, subjects: tuple, k: int = 1) -> list:
@@ -183,11 +179,11 @@ def random_arith_item(world: World, items: tuple[Item, ...], rng: random.Random)
 
 
 def random_code_complete_item(fns: tuple[Function, ...], rng: random.Random) -> dict:
-    return code_complete_item(draw_weighted(rng, fns, _n_recalls(rng)))
+    return code_complete_item(draw_weighted(rng, fns)[0], rng.choice(ENTRY_POINTS), rng.choice(ARGUMENTS))
 
 
 def random_code_write_item(fns: tuple[Function, ...], rng: random.Random) -> dict:
-    return code_write_item(draw_weighted(rng, fns, _n_recalls(rng)))
+    return code_write_item(*draw_weighted(rng, fns, 2))
 
 
 def _unique(draw: Callable[[], dict], n: int, exclude: set[str]) -> list[dict]:
