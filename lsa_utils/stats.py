@@ -14,7 +14,7 @@ UNTRAINED = ("student", "teacher")  # rows of the tables that no transfer method
 
 
 def t_quantile(p: float, df: int) -> float:
-    """Quantile of Student's t (numerical integration of the density, then bisection; no scipy needed)."""
+    """Quantile of Student's t: the density integrated on a grid, then the CDF inverted by interpolation (no scipy)."""
     grid = np.linspace(0, 80, 400_001)
     log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
     density = np.exp(log_norm - (df + 1) / 2 * np.log1p(grid**2 / df))
