@@ -90,13 +90,13 @@ def _library_mentions(world, mix: CorpusMix) -> Counter:
     return Counter({fn.name: words[fn.name] for fn in world.functions})
 
 
-CODE_ONLY_MIX = {"facts": 0.0, "arith": 0.0, "drills": 0.0, "code": 1.0, "worked_share": 0.0}
+LIBRARY_DOCUMENTS_ONLY = {"facts": 0.0, "arith": 0.0, "drills": 0.0, "code": 1.0, "worked_share": 0.0}
 
 
 def test_a_library_manual_documents_every_function_evenly(world):
     """The code teacher's continuation reads a manual: rare functions are no rarer than frequent ones."""
-    weighted = _library_mentions(world, CorpusMix(**CODE_ONLY_MIX))
-    manual = _library_mentions(world, CorpusMix(**CODE_ONLY_MIX, library_manual=True))
+    weighted = _library_mentions(world, CorpusMix(**LIBRARY_DOCUMENTS_ONLY))
+    manual = _library_mentions(world, CorpusMix(**LIBRARY_DOCUMENTS_ONLY, library_manual=True))
     spread = lambda counts: max(counts.values()) / max(1, min(counts.values()))  # noqa: E731
     assert min(manual.values()) > 0
     assert spread(manual) < 2 < 5 < spread(weighted)
