@@ -45,8 +45,8 @@ def run_grid(pair: Pair, tokenizer: PreTrainedTokenizerBase, tasks: dict, method
     for method, family, seed in tqdm(runs, desc="transfer runs", unit="run"):
         seeded = replace(config, train=replace(config.train, seed=seed))
         key = config_key({"format": RUN_FORMAT, "pair": pair.key, "method": method, "family": family, "seed": seed,
-                          "n_test": n_test,
-                          "evaluation": evaluation, "config": asdict(seeded) if method not in UNTRAINED else None})
+                          "n_test": n_test, "evaluation": evaluation,
+                          "config": asdict(seeded) if method not in UNTRAINED else None})
         path = Path(cache_dir) / "transfer" / f"{method}-{family}-{key}.json"
         if not path.exists():
             test = tasks[family]["test"]
