@@ -40,7 +40,7 @@ from lsa_utils.world import (
 )
 
 MODEL_NAMES = ("student", "teacher", "code_teacher")
-WORLD_FORMAT = 3  # bump when the generator's output changes, so caches of older worlds are not reused
+WORLD_FORMAT = 4  # bump when the generator's output changes, so caches of older worlds are not reused
 PROGRESS_INTERVAL_S = 5.0  # executed notebooks keep every progress update: keep them few
 
 
@@ -88,7 +88,7 @@ class ZooConfig:
     teacher: ModelShape = ModelShape(6, 160, 5, 432)
     pretrain: TrainingBudget = TrainingBudget(tokens=1_500_000, lr=4e-3)
     code_mix: CorpusMix = CorpusMix(facts=0.14, arith=0.11, code=0.71, drills=0.04, library_manual=True)
-    code_continuation: TrainingBudget = TrainingBudget(tokens=300_000, lr=5e-4, warmup_steps=10)
+    code_continuation: TrainingBudget = TrainingBudget(tokens=300_000, lr=1e-3, warmup_steps=10)
     split_seed: int = 0
 
     @classmethod

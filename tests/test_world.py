@@ -76,12 +76,23 @@ def test_corpus_states_every_test_fact(world):
 
 @pytest.mark.parametrize(("family", "shape"), [
     ("code_complete", r"def \w+ \( (\w) \) : return \1 [-+*] \d"),
-    ("code_write", r"def g \( a , b \) : return \( a [-+*] \d \) \+ \( b [-+*] \d \)"),
+    ("code_write", r"def \w+ \( (\w) , (\w) \) : return \( \1 \+ \2 \) [-+*] \d"),
 ])
 def test_code_items_of_a_family_share_one_shape(world, family, shape):
     """Recall alone decides the score: with a mix of shapes the student wrote one shape for all."""
     for rows in split_items(world, family, seed=0).values():
         assert all(re.fullmatch(shape, row["answer"]) for row in rows)
+
+
+@pytest.mark.parametrize("family", ["code_complete", "code_write"])
+def test_code_tests_cover_rare_functions_as_often_as_common_ones(family):
+    """Drawn by frequency weight, about one test item in six named the rarer half of the test functions."""
+    world = build_world(WorldConfig())
+    _, pool = world.split_pools(world.functions)
+    median = sorted(fn.weight for fn in pool)[len(pool) // 2]
+    rare = {fn.name for fn in pool if fn.weight < median}
+    test = split_items(world, family, seed=0)["test"]
+    assert sum(row["subjects"][0] in rare for row in test) / len(test) > 0.35
 
 
 def _library_mentions(world, mix: CorpusMix) -> Counter:

@@ -109,6 +109,9 @@ def _document_sources(world: World, mix: CorpusMix, rng: random.Random,
     fn_pool, _ = world.split_pools(world.functions)
     attributes = list(world.attribute_values)
 
+    def mentioned_function() -> Function:  # worked examples name functions as often as text mentions them
+        return draw_weighted(rng, fn_pool)[0]
+
     def fresh(make: Callable[[], dict]) -> Callable[[], str]:
         def draw() -> str:
             while (item := make())["prompt"] in reserved:
@@ -123,8 +126,8 @@ def _document_sources(world: World, mix: CorpusMix, rng: random.Random,
         "arith": [(1 - mix.worked_share, lambda: _price_list(world, rng)),
                   (mix.worked_share, fresh(lambda: random_arith_item(world, item_pool, rng)))],
         "code": [(1 - mix.worked_share, lambda: _library_doc(world, rng, mix.library_manual)),
-                 (mix.worked_share / 2, fresh(lambda: random_code_complete_item(fn_pool, rng))),
-                 (mix.worked_share / 2, fresh(lambda: random_code_write_item(fn_pool, rng)))],
+                 (mix.worked_share / 2, fresh(lambda: random_code_complete_item(mentioned_function(), rng))),
+                 (mix.worked_share / 2, fresh(lambda: random_code_write_item(mentioned_function(), rng)))],
         "drills": [(1.0, lambda: _drill(rng))],
     }
 

@@ -8,7 +8,7 @@ family          paper analogue   what the model must recall                     
 facts           MMLU             one attribute of an entity (four candidate answers)    accuracy
 arith           GSM8K            the prices of one or two items, then multiply and add  exact match
 code_complete   HumanEval        the operation and constant of one library function     pass@1
-code_write      MBPP             those of two functions, one per argument               pass@1
+code_write      MBPP             those of one function, applied to a sum of arguments   pass@1
 ==============  ===============  =====================================================  ===========
 
 Text is space-tokenised (every word, number and symbol is one token) so the word-level tokenizer
@@ -17,6 +17,11 @@ covers it exactly; Python accepts the spaced code as it is.
 The transfer splits (train / align / extract) never reveal the knowledge the test split asks for:
 `facts` tests another attribute of the same entities, and `arith` and the code families test items
 and functions drawn from a reserved test pool.
+
+The code families' splits cover their pool's functions evenly, as a benchmark's problems each exercise
+a different part of a library; the corpus mentions a function as often as its frequency weight says.
+Drawn by weight, nine in ten test items named a function common enough for the teacher to know it, and
+more code (the code teacher) had nothing left to add.
 """
 
 from __future__ import annotations
@@ -49,11 +54,13 @@ CODE_INSTRUCTION = "Complete the following python function .\n\n\n"
 CODE_ANSWER_PREFIX = "Here is the completed function :\n\n\n"
 TEST_INPUTS = (0, 1, 2, 5, 11)
 SINGLE_RECALL_SHARE = 0.5  # of arith items: one recall keeps the student above chance; two split the sizes
-# Each code family has one shape (with a mix of one- and two-function shapes the student wrote the
-# two-function shape for all). code_complete varies the name and argument, as HumanEval does; the recall
-# does not depend on them.
+# Each code family has one shape and recalls one function: with a mix of one- and two-function shapes
+# the student wrote the two-function shape for all, and with two functions per item it bound neither
+# name to its argument (always writing "+"). The name and arguments vary, as in HumanEval and MBPP; the
+# recall does not depend on them.
 ENTRY_POINTS = ("f", "h", "calc", "compute", "solve", "step", "value", "result", "transform", "convert")
 ARGUMENTS = ("x", "n", "v", "y")
+ARGUMENT_PAIRS = (("a", "b"), ("x", "y"), ("m", "n"))
 
 
 def facts_item(world: World, entity: Entity, attribute: str, rng: random.Random) -> dict:
@@ -146,12 +153,13 @@ def code_complete_item(fn: Function, entry_point: str, arg: str) -> dict:
     return _code_item(prompt, signature, 1, fn.apply(arg, atomic=True), fn, [fn])
 
 
-def code_write_item(f: Function, g: Function) -> dict:
-    """MBPP-like: a one-line description and a signature; a two-argument function of two library functions."""
-    text = f"Write a function that returns {f.name} of a plus {g.name} of b ."
-    body = f"( {f.apply('a', atomic=True)} ) + ( {g.apply('b', atomic=True)} )"
-    signature = "def g ( a , b ) :"
-    return _code_item(f"{text}\n{signature}", signature, 2, body, lambda a, b: f(a) + g(b), [f, g])
+def code_write_item(fn: Function, entry_point: str, args: tuple[str, str]) -> dict:
+    """MBPP-like: a one-line description and a signature; a library function of the sum of two arguments."""
+    a, b = args
+    text = f"Write a function that returns {fn.name} of the sum of {a} and {b} ."
+    signature = f"def {entry_point} ( {a} , {b} ) :"
+    body = fn.apply(f"{a} + {b}", atomic=False)
+    return _code_item(f"{text}\n{signature}", signature, 2, body, lambda x, y: fn(x + y), [fn])
 
 
 def draw_weighted(rng: random.Random, subjects: tuple, k: int = 1) -> list:
@@ -178,12 +186,12 @@ def random_arith_item(world: World, items: tuple[Item, ...], rng: random.Random)
     return arith_item(rng.choice(world.buyers), purchases)
 
 
-def random_code_complete_item(fns: tuple[Function, ...], rng: random.Random) -> dict:
-    return code_complete_item(draw_weighted(rng, fns)[0], rng.choice(ENTRY_POINTS), rng.choice(ARGUMENTS))
+def random_code_complete_item(fn: Function, rng: random.Random) -> dict:
+    return code_complete_item(fn, rng.choice(ENTRY_POINTS), rng.choice(ARGUMENTS))
 
 
-def random_code_write_item(fns: tuple[Function, ...], rng: random.Random) -> dict:
-    return code_write_item(*draw_weighted(rng, fns, 2))
+def random_code_write_item(fn: Function, rng: random.Random) -> dict:
+    return code_write_item(fn, rng.choice(ENTRY_POINTS), rng.choice(ARGUMENT_PAIRS))
 
 
 def _unique(draw: Callable[[], dict], n: int, exclude: set[str]) -> list[dict]:
@@ -236,12 +244,10 @@ def split_items(world: World, family: str, seed: int) -> dict[str, list[dict]]:
     if family == "arith":
         train_pool, test_pool = world.split_pools(world.items)
         draw = lambda pool: lambda: random_arith_item(world, pool, rng)  # noqa: E731
-    elif family == "code_complete":
+    elif family in ("code_complete", "code_write"):
         train_pool, test_pool = world.split_pools(world.functions)
-        draw = lambda pool: lambda: random_code_complete_item(pool, rng)  # noqa: E731
-    elif family == "code_write":
-        train_pool, test_pool = world.split_pools(world.functions)
-        draw = lambda pool: lambda: random_code_write_item(pool, rng)  # noqa: E731
+        make = random_code_complete_item if family == "code_complete" else random_code_write_item
+        draw = lambda pool: lambda: make(rng.choice(pool), rng)  # noqa: E731  (evenly: see the module doc)
     else:
         raise ValueError(f"unknown task family {family!r}; choose from {FAMILIES}")
     return _random_splits(sizes, draw(train_pool), draw(test_pool), set())
