@@ -20,8 +20,8 @@ and functions drawn from a reserved test pool.
 
 The code families' splits cover their pool's functions evenly, as a benchmark's problems each exercise
 a different part of a library; the corpus mentions a function as often as its frequency weight says.
-Drawn by weight, nine in ten test items named a function common enough for the teacher to know it, and
-more code (the code teacher) had nothing left to add.
+Drawn by weight, five test items in six named the commoner half of the test functions, which the teacher
+knew, so more code (the code teacher) had nothing left to add.
 """
 
 from __future__ import annotations
