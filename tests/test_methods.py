@@ -8,7 +8,7 @@ from datasets import Dataset, DatasetDict
 
 from lsa_utils.batches import collate
 from lsa_utils.methods import METHODS, TransferConfig, semalign_plan, transfer_model
-from lsa_utils.semalign import critical_layers, layer_attribution
+from lsa_utils.semalign import critical_layers, layer_attribution, pair_layers
 from lsa_utils.trainer import LoraSpec, TrainSpec, response_logits
 
 TINY = TransferConfig(train=TrainSpec(epochs=1, lr=1e-2, batch_size=4), lora=LoraSpec(rank=4), n_seed_examples=4)
@@ -42,6 +42,7 @@ def test_semalign_plans(pair):
     assert len(layers_v1) == 1 and list(pairing_v1.values()) == critical  # the layer serving the critical one
     layers_v2, pairing_v2 = semalign_plan(teacher, student, batch, TransferConfig(), 2)
     assert layers_v2 == [1, 2] and set(critical) <= set(pairing_v2.values())  # every layer, critical one kept
+    assert pairing_v2 == dict(enumerate(pair_layers(3, 2, critical=critical), start=1))
     assert semalign_plan(teacher, student, batch, TransferConfig(pairing="last"), 1)[0] == [2]
     for pairing in ("floor", "interpolate"):  # a skipped critical layer still has a student layer that trains
         assert len(semalign_plan(teacher, student, batch, TransferConfig(pairing=pairing), 1)[0]) == 1
