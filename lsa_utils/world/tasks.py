@@ -121,8 +121,8 @@ def arith_item(buyer: str, purchases: list[tuple[int, Item]]) -> dict:
 
 
 def _code_item(prompt_code: str, signature: str, n_params: int, body: str, reference: Callable[..., int],
-               fns: list[Function]) -> dict:
-    """A code item whose reference solution is ``signature return body``; hidden tests call it.
+               fn: Function) -> dict:
+    """A code item recalling ``fn``; its reference solution is ``signature return body``, run by hidden tests.
 
     As in HumanEval, the signature is given: the answer prefix ends with it, so the model writes the body
     and a wrong function name cannot fail an otherwise right answer.
@@ -141,8 +141,8 @@ def _code_item(prompt_code: str, signature: str, n_params: int, body: str, refer
         "entry_point": entry_point,
         "code_prefix": signature,
         "test_code": test_code,
-        "subjects": [fn.name for fn in fns],
-        "frequency": min(fn.weight for fn in fns),
+        "subjects": [fn.name],
+        "frequency": fn.weight,
     }
 
 
@@ -150,7 +150,7 @@ def code_complete_item(fn: Function, entry_point: str, arg: str) -> dict:
     """HumanEval-like: a signature plus a docstring naming a library function; inline its behaviour."""
     signature = f"def {entry_point} ( {arg} ) :"
     prompt = f'{signature} """ apply {fn.name} to {arg} """'
-    return _code_item(prompt, signature, 1, fn.apply(arg, atomic=True), fn, [fn])
+    return _code_item(prompt, signature, 1, fn.apply(arg, atomic=True), fn, fn)
 
 
 def code_write_item(fn: Function, entry_point: str, args: tuple[str, str]) -> dict:
@@ -159,7 +159,7 @@ def code_write_item(fn: Function, entry_point: str, args: tuple[str, str]) -> di
     text = f"Write a function that returns {fn.name} of the sum of {a} and {b} ."
     signature = f"def {entry_point} ( {a} , {b} ) :"
     body = fn.apply(f"{a} + {b}", atomic=False)
-    return _code_item(f"{text}\n{signature}", signature, 2, body, lambda x, y: fn(x + y), [fn])
+    return _code_item(f"{text}\n{signature}", signature, 2, body, lambda x, y: fn(x + y), fn)
 
 
 def draw_weighted(rng: random.Random, subjects: tuple, k: int = 1) -> list:
