@@ -36,7 +36,7 @@ test: $(STAMP) ## run the test suite, offline
 	$(OFFLINE) $(PY) -m pytest
 
 reproduce: $(STAMP) ## run the notebooks in order, skipping up-to-date ones: PROFILE=cpu DEVICE=auto FORCE=1
-	$(PY) -m lsa_utils.runner --profile $(PROFILE) --device $(DEVICE) $(if $(filter 1 yes true,$(FORCE)),--force)
+	$(PY) -m lsa_utils --profile $(PROFILE) --device $(DEVICE) $(if $(filter 1 yes true,$(FORCE)),--force)
 
 lab: $(STAMP) ## open the notebooks in JupyterLab
 	$(PY) -m jupyter lab notebooks/

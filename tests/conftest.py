@@ -18,8 +18,8 @@ TINY_FAMILIES = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config
 @pytest.fixture(scope="session")
 def tiny_task():
     """A small world's tokenizer and a dozen `facts` and `arith` items (prompt + response)."""
-    from lsa_utils.world import CorpusMix, WorldConfig, build_tokenizer, build_world, pretraining_documents
-    from lsa_utils.world.tasks import split_items
+    from lsa_utils.tasks.world import CorpusMix, WorldConfig, build_tokenizer, build_world, pretraining_documents
+    from lsa_utils.tasks.world.items import split_items
 
     world = build_world(WorldConfig(seed=1, n_entities=40, n_items=40, n_functions=20, split_scale=0.02))
     items = [row for family in ("facts", "arith") for row in split_items(world, family, seed=0)["test"]][:12]
@@ -38,4 +38,16 @@ def make_tiny():
                               num_hidden_layers=n_layers, num_attention_heads=2, num_key_value_heads=2,
                               max_position_embeddings=256, tie_word_embeddings=False)
         return model_class(config).eval()
+    return make
+
+
+@pytest.fixture(scope="session")
+def make_pair(make_tiny):
+    """Factory of a tiny (student 2 x 16, teacher 3 x 24) pair and its output-basis alignment map M."""
+    from lsa_utils.semalign import pair_alignment_map
+
+    def make(vocab_size: int, family: str = "llama"):
+        student = make_tiny(vocab_size, n_layers=2, hidden=16, family=family, seed=0)
+        teacher = make_tiny(vocab_size, n_layers=3, hidden=24, family=family, seed=1)
+        return student, teacher, pair_alignment_map(teacher, student)
     return make

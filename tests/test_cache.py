@@ -2,7 +2,7 @@
 
 import pytest
 
-from lsa_utils.cache import atomic_dir, atomic_write, config_key
+from lsa_utils.infra.cache import atomic_dir, atomic_write, config_key
 
 
 def test_key_is_stable_across_key_order() -> None:

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from lsa_utils import arch
-from lsa_utils.batches import collate
-from lsa_utils.capture import capture, load_activations, record, save_activations
+from lsa_utils.models import arch
+from lsa_utils.models.batches import collate
+from lsa_utils.models.capture import capture, record
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "mistral"])
@@ -85,14 +85,3 @@ def test_hooks_are_removed_after_an_exception(tiny_task, make_tiny):
         with record(model, [4]):
             pass
     assert _hook_count(model) == start
-
-
-def test_saved_activations_carry_their_metadata(tmp_path):
-    acts = {2: torch.randn(5, 4), 4: torch.randn(5, 4)}
-    meta = {"model": "teacher", "revision": "abc", "site": "block_delta", "data": "123"}
-    save_activations(tmp_path / "acts.safetensors", acts, meta)
-    loaded = load_activations(tmp_path / "acts.safetensors", expected=meta)
-    assert set(loaded) == {2, 4} and torch.equal(loaded[4], acts[4])
-    with pytest.raises(ValueError, match="other settings.*site"):
-        load_activations(tmp_path / "acts.safetensors", expected={**meta, "site": "block_output"})
-    assert [p.name for p in tmp_path.iterdir()] == ["acts.safetensors"]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lsa_utils.device import describe_device, resolve_device
+from lsa_utils.infra.device import describe_device, resolve_device
 
 
 @pytest.fixture(autouse=True)

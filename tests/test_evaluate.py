@@ -7,9 +7,10 @@ import torch
 from datasets import Dataset, DatasetDict
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from lsa_utils.evaluate import evaluate_family, extract_program, judge, last_number, score_models
-from lsa_utils.world import FAMILIES, CorpusMix, WorldConfig, build_tokenizer, build_world, pretraining_documents
-from lsa_utils.world.tasks import split_items
+from lsa_utils.evaluation.scoring import evaluate_family, extract_program, judge, last_number, score_models
+from lsa_utils.tasks.spec import WORLD_TASKS
+from lsa_utils.tasks.world import CorpusMix, WorldConfig, build_tokenizer, build_world, pretraining_documents
+from lsa_utils.tasks.world.items import split_items
 
 WORLD = build_world(WorldConfig(seed=1, n_entities=40, n_items=40, n_functions=20, split_scale=0.02))
 
@@ -70,7 +71,7 @@ def test_last_number_and_program_extraction():
     assert extract_program(" return x + 1", "f", "def f ( x ) :") == "def f ( x ) : return x + 1"
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", WORLD_TASKS)
 def test_evaluate_family_on_a_tiny_real_model(family):
     data = _split(family)
     tokenizer, model = _tiny_model(data)

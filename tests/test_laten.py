@@ -8,13 +8,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from lsa_utils import arch
-from lsa_utils.batches import collate
-from lsa_utils.capture import record_io
-from lsa_utils.laten import (
+from lsa_utils.models import arch
+from lsa_utils.models.batches import collate
+from lsa_utils.models.capture import record_io
+from lsa_utils.baselines.laten import (
     Injection, LatenSpec, _log_prob, choose_layers, injected, locate, neuron_counts, transfer, write_deltas,
 )
-from lsa_utils.trainer import response_logits
+from lsa_utils.training.trainer import response_logits
 
 
 def reference_neuron_scores(model, tokenizer, item, layer: int, spec: LatenSpec) -> torch.Tensor:

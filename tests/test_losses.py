@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lsa_utils import losses
-from lsa_utils.similarity import cka_matrix, linear_cka
+from lsa_utils.semalign import losses
+from lsa_utils.study.cka import cka_matrix, linear_cka
 
 torch.manual_seed(0)
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
-from lsa_utils.batches import collate
-from lsa_utils.methods import METHODS, TransferConfig, semalign_plan, transfer_model
-from lsa_utils.semalign import critical_layers, layer_attribution, pair_layers
-from lsa_utils.trainer import LoraSpec, TrainSpec, response_logits
+from lsa_utils.models.batches import collate
+from lsa_utils.study.methods import METHODS, TransferConfig, semalign_plan, transfer_model
+from lsa_utils.semalign import LayerSource, critical_layers, layer_attribution, pair_layers
+from lsa_utils.training.trainer import LoraSpec, TrainSpec, response_logits
 
 TINY = TransferConfig(train=TrainSpec(epochs=1, lr=1e-2, batch_size=4), lora=LoraSpec(rank=4), n_seed_examples=4)
 
@@ -39,15 +39,15 @@ def test_semalign_plans(pair):
     batch = collate(tokenizer, items[:4])
     critical = critical_layers(layer_attribution(teacher, batch), 1)
     layers_v1, pairing_v1 = semalign_plan(teacher, student, batch, TransferConfig(), 1)
-    assert len(layers_v1) == 1 and list(pairing_v1.values()) == critical  # the layer serving the critical one
+    assert len(layers_v1) == 1 and list(pairing_v1.values()) == [LayerSource.single(k) for k in critical]
     layers_v2, pairing_v2 = semalign_plan(teacher, student, batch, TransferConfig(), 2)
-    assert layers_v2 == [1, 2] and set(critical) <= set(pairing_v2.values())  # every layer, critical one kept
+    assert layers_v2 == [1, 2] and set(critical) <= {s.a for s in pairing_v2.values()}  # every layer, critical kept
     assert pairing_v2 == dict(enumerate(pair_layers(3, 2, critical=critical), start=1))
     assert semalign_plan(teacher, student, batch, TransferConfig(pairing="last"), 1)[0] == [2]
     for pairing in ("floor", "interpolate"):  # a skipped critical layer still has a student layer that trains
         assert len(semalign_plan(teacher, student, batch, TransferConfig(pairing=pairing), 1)[0]) == 1
     _, interpolated = semalign_plan(teacher, student, batch, TransferConfig(pairing="interpolate"), 2)
-    assert interpolated[1] == (1, 2, 0.5)
+    assert interpolated[1] == LayerSource(1, 2, 0.5)
     with pytest.raises(ValueError, match="unknown method 'semalign'"):
         transfer_model("semalign", teacher, student, tokenizer, splits, "facts")
 
@@ -55,7 +55,7 @@ def test_semalign_plans(pair):
 @pytest.mark.parametrize(("factor", "level"), [("basis", "least_squares"), ("basis", "random"),
                                                 ("n_trained_layers", "all"), ("lora_rank", 8), ("site", "mlp_output")])
 def test_ablation_variants_run(pair, factor, level):
-    from lsa_utils.study import ablation_variant
+    from lsa_utils.study.grid import ablation_variant
 
     tokenizer, items, splits, student, teacher = pair
     method, config = ablation_variant(TINY, factor, level)
@@ -65,7 +65,7 @@ def test_ablation_variants_run(pair, factor, level):
 
 def test_a_critical_layer_the_floor_map_skips_still_trains_a_student_layer(pair, monkeypatch):
     tokenizer, items, splits, student, teacher = pair
-    monkeypatch.setattr("lsa_utils.methods.critical_layers", lambda scores, n: [2])  # floor map (3 -> 2): [1, 3]
+    monkeypatch.setattr("lsa_utils.study.methods.critical_layers", lambda scores, n: [2])  # floor map (3 -> 2): [1, 3]
     batch = collate(tokenizer, items[:4])
-    assert semalign_plan(teacher, student, batch, TransferConfig(pairing="floor"), 1) == ([2], {2: 3})
-    assert semalign_plan(teacher, student, batch, TransferConfig(pairing="attribution"), 1) == ([2], {2: 2})
+    assert semalign_plan(teacher, student, batch, TransferConfig(pairing="floor"), 1) == ([2], {2: LayerSource.single(3)})
+    assert semalign_plan(teacher, student, batch, TransferConfig(pairing="attribution"), 1) == ([2], {2: LayerSource.single(2)})

@@ -8,8 +8,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from lsa_utils.paths import NOTEBOOKS_DIR
-from lsa_utils.runner import run_notebook
+from lsa_utils.infra.paths import NOTEBOOKS_DIR
+from lsa_utils.infra.runner import run_notebook
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 
@@ -68,7 +68,7 @@ def test_analysis_tables_schema(results):
 
 
 def test_transfer_table_schema(results):
-    from lsa_utils.methods import METHODS
+    from lsa_utils.study.methods import METHODS
 
     table = pd.read_csv(results / "tables" / "transfer.csv")
     assert list(table.columns) == ["profile", "teacher", "student", "task", "method", "seed", "metric", "score"]

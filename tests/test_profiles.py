@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from lsa_utils.paths import NOTEBOOKS_DIR
-from lsa_utils.profiles import available_profiles, load_profile, merge_parameters, notebook_parameters
+from lsa_utils.infra.paths import NOTEBOOKS_DIR
+from lsa_utils.infra.profiles import available_profiles, load_profile, merge_parameters, notebook_parameters
 
 PROFILE = """\
 all:

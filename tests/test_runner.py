@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-from lsa_utils.paths import REPO_ROOT
-from lsa_utils.runner import KERNEL_NAME, NotebookFailed, _results_dir_parameter, find_seeds, main, run_notebook
+from lsa_utils.infra.paths import REPO_ROOT
+from lsa_utils.infra.runner import KERNEL_NAME, NotebookFailed, _results_dir_parameter, find_seeds, main, run_notebook
 
 ECHO = Path(__file__).parent / "fixtures" / "echo.ipynb"
 PROFILE = """\

@@ -5,7 +5,7 @@ import tempfile
 
 import pytest
 
-from lsa_utils.sandbox import SandboxResult, run_tests
+from lsa_utils.evaluation.sandbox import SandboxResult, run_tests
 
 ADD = "def add(a, b):\n    return a + b\n"
 

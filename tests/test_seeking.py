@@ -7,10 +7,10 @@ import itertools
 import pytest
 import torch
 
-from lsa_utils import arch
-from lsa_utils.batches import collate
-from lsa_utils.seeking import best_block, low_rank_factors, plant, select_layers, sensitivities
-from lsa_utils.trainer import LoraSpec, Supervision, TrainSpec, fit_lora, response_logits
+from lsa_utils.models import arch
+from lsa_utils.models.batches import collate
+from lsa_utils.baselines.seeking import best_block, low_rank_factors, plant, select_layers, sensitivities
+from lsa_utils.training.trainer import LoraSpec, Supervision, TrainSpec, fit_lora, response_logits
 
 MODULES = ("up_proj", "down_proj", "v_proj", "o_proj")
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from lsa_utils import align_hidden, alignment_map, layer_attribution, pair_layers, semantic_bases
-from lsa_utils.batches import collate
-from lsa_utils.semalign import critical_layers, recompose, response_loss_per_example
+from lsa_utils.models.batches import collate
+from lsa_utils.semalign import LayerSource, critical_layers, recompose
+from lsa_utils.semalign.losses import response_loss_per_example
 
 torch.manual_seed(0)
 
@@ -88,29 +89,35 @@ def test_recomposition_is_a_psd_map_so_its_cosine_is_never_negative():
     (4, 6, [1, 1, 2, 2, 3, 4]),
 ])
 def test_floor_pairing(n_source, n_target, expected):
-    assert pair_layers(n_source, n_target) == expected
+    assert pair_layers(n_source, n_target) == [LayerSource.single(layer) for layer in expected]
+
+
+def _teacher_layers(pairing: list[LayerSource]) -> list[int]:
+    assert all(source.layers == (source.a,) for source in pairing)  # every source is a single layer
+    return [source.a for source in pairing]
 
 
 def test_pairing_40_to_32_skips_every_fifth_teacher_layer():
-    pairing = pair_layers(40, 32)
+    pairing = _teacher_layers(pair_layers(40, 32))
     assert len(pairing) == 32 and pairing[-1] == 40
     assert sorted(set(range(1, 41)) - set(pairing)) == list(range(4, 40, 5))
     assert pairing == sorted(pairing)
 
 
 def test_a_skipped_critical_layer_is_served_by_the_next_deeper_student_layer():
-    pairing = pair_layers(40, 32, critical=[9])
+    pairing = _teacher_layers(pair_layers(40, 32, critical=[9]))
     assert pairing[7] == 9  # student layer 8 was paired with teacher 10, the first at least as deep
-    assert pairing[:7] == pair_layers(40, 32)[:7]
-    assert pair_layers(6, 4, critical=[2]) == [1, 2, 4, 6]
-    assert pair_layers(6, 4, critical=[3]) == [1, 3, 4, 6]  # already served
+    assert pairing[:7] == _teacher_layers(pair_layers(40, 32))[:7]
+    assert _teacher_layers(pair_layers(6, 4, critical=[2])) == [1, 2, 4, 6]
+    assert _teacher_layers(pair_layers(6, 4, critical=[3])) == [1, 3, 4, 6]  # already served
 
 
 def test_interpolated_pairing():
     pairs = pair_layers(6, 4, interpolate=True)
-    assert pairs[0] == (1, 2, 0.5)  # u = 1.5
-    assert pairs[1] == (3, 4, 0.0)  # u = 3
-    assert pairs[3] == (5, 6, 1.0)  # u = 6, a clipped to L_T - 1
+    assert pairs[0] == LayerSource(1, 2, 0.5)  # u = 1.5
+    assert pairs[1] == LayerSource(3, 4, 0.0)  # u = 3
+    assert pairs[3] == LayerSource(5, 6, 1.0)  # u = 6, a clipped to L_T - 1
+    assert [type(source) for source in pairs] == [LayerSource] * 4  # one type for both modes
     with pytest.raises(ValueError, match="critical layer 7"):
         pair_layers(6, 4, critical=[7])
 
@@ -147,7 +154,7 @@ def test_attribution_works_on_a_frozen_model(tiny_task, make_tiny):
 
 
 def test_least_squares_reference_recovers_an_exact_linear_map():
-    from lsa_utils.analysis import alignment_quality
+    from lsa_utils.study.analysis import alignment_quality
 
     teacher = {k: torch.randn(200, 12) for k in (1, 2, 3)}
     W = torch.randn(8, 12)
@@ -164,4 +171,4 @@ def test_served_layers():
     assert served_layers(pair_layers(6, 4), [2]) == [2]  # floor map [1, 3, 4, 6]: layer 2 served by student 2
     assert served_layers(pair_layers(6, 4, critical=[2]), [2]) == [2]
     assert served_layers(pair_layers(6, 4, interpolate=True), [6]) == [4]
-    assert served_layers([1, 2], [5]) == [2]  # deeper than every pair: the last layer
+    assert served_layers([LayerSource.single(1), LayerSource.single(2)], [5]) == [2]  # deeper than all: the last

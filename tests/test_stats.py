@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from lsa_utils.stats import paired_differences, summarise, t_quantile
+from lsa_utils.study.stats import paired_differences, summarise, t_quantile
 
 
 @pytest.mark.parametrize(("df", "expected"), [(1, 12.7062), (2, 4.3027), (4, 2.7764), (29, 2.0452)])

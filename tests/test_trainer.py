@@ -1,25 +1,17 @@
-"""The LoRA trainer: what trains, what stays put, teacher targets, and save / load."""
+"""The LoRA trainer: what trains, what stays put, and save / load."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from lsa_utils import alignment_map, semantic_bases
-from lsa_utils.batches import collate
-from lsa_utils.capture import capture
-from lsa_utils.trainer import (
-    LoraSpec, Supervision, TrainSpec, attach_lora, load_result, response_logits, save_result, teacher_targets, train_lora,
+from lsa_utils.semalign import LayerSource
+from lsa_utils.semalign.targets import teacher_targets
+from lsa_utils.training.trainer import (
+    LoraSpec, Supervision, TrainSpec, attach_lora, load_result, response_logits, save_result, train_lora,
 )
 
 STEP = TrainSpec(epochs=1, lr=1e-2, batch_size=4, seed=0)
-
-
-def _pair(tokenizer, make_tiny, family="llama"):
-    student = make_tiny(len(tokenizer), n_layers=2, hidden=16, family=family, seed=0)
-    teacher = make_tiny(len(tokenizer), n_layers=3, hidden=24, family=family, seed=1)
-    M = alignment_map(semantic_bases(teacher.lm_head.weight), semantic_bases(student.lm_head.weight))
-    return student, teacher, M
 
 
 def test_lora_is_the_identity_at_step_zero(tiny_task, make_tiny):
@@ -29,30 +21,12 @@ def test_lora_is_the_identity_at_step_zero(tiny_task, make_tiny):
     assert torch.equal(response_logits(wrapped, tokenizer, items[:3]), response_logits(student, tokenizer, items[:3]))
 
 
-def test_teacher_targets_are_the_mapped_activations_at_response_positions(tiny_task, make_tiny):
-    tokenizer, items = tiny_task
-    student, teacher, M = _pair(tokenizer, make_tiny)
-    targets = teacher_targets(teacher, tokenizer, items[:5], {1: 2, 2: (2, 3, 0.25)}, "block_delta", M,
-                              with_logits=True, batch_size=2)
-    batch = collate(tokenizer, items[:5])
-    acts = capture(teacher, batch.model_inputs(), [2, 3], "block_delta")
-    mask = batch.response_mask
-    h = acts[2][mask]
-    expected = (h / h.norm(dim=-1, keepdim=True)) @ M.T
-    assert torch.allclose(targets.layers[1], expected, atol=1e-5)
-    mixed = 0.75 * acts[2][mask] + 0.25 * acts[3][mask]
-    assert torch.allclose(targets.layers[2], (mixed / mixed.norm(dim=-1, keepdim=True)) @ M.T, atol=1e-5)
-    assert targets.layers[1].shape == (int(mask.sum()), 16)
-    assert targets.logits.shape == (int(mask.sum()), len(tokenizer))
-    assert torch.equal(targets.rows([1]), torch.arange(targets.offsets[1], targets.offsets[2]))
-
-
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
-def test_a_step_changes_only_the_chosen_lora_parameters(tiny_task, make_tiny, family):
+def test_a_step_changes_only_the_chosen_lora_parameters(tiny_task, make_pair, family):
     tokenizer, items = tiny_task
-    student, teacher, M = _pair(tokenizer, make_tiny, family)
+    student, teacher, M = make_pair(len(tokenizer), family)
     before = {k: v.clone() for k, v in student.state_dict().items()}
-    targets = teacher_targets(teacher, tokenizer, items[:4], {2: 3}, "block_delta", M)
+    targets = teacher_targets(teacher, tokenizer, items[:4], {2: LayerSource.single(3)}, "block_delta", M)
     result = train_lora(student, tokenizer, items[:4], [2], Supervision(layers=(2,)), targets, STEP)
     assert len(result.log) == 1 and result.log["layer_loss"].notna().all()
     changed = {name for name, p in result.model.named_parameters()
@@ -72,11 +46,11 @@ def test_a_step_changes_only_the_chosen_lora_parameters(tiny_task, make_tiny, fa
     (None, "ce_kl"),  # the kd control
     ("projected_mse", "ce"),  # layerwise kd: raw teacher states through a learned projection
 ])
-def test_every_loss_trains(tiny_task, make_tiny, layer_loss, output_loss):
+def test_every_loss_trains(tiny_task, make_pair, layer_loss, output_loss):
     tokenizer, items = tiny_task
-    student, teacher, M = _pair(tokenizer, make_tiny)
+    student, teacher, M = make_pair(len(tokenizer))
     M = None if layer_loss == "projected_mse" else M
-    targets = teacher_targets(teacher, tokenizer, items[:8], {1: 2, 2: 3}, "block_output", M, with_logits=True)
+    targets = teacher_targets(teacher, tokenizer, items[:8], {1: LayerSource.single(2), 2: LayerSource.single(3)}, "block_output", M, with_logits=True)
     supervision = Supervision(layers=(1, 2), site="block_output", layer_loss=layer_loss, output_loss=output_loss)
     result = train_lora(student, tokenizer, items[:8], [1, 2], supervision, targets,  # full batch, no dropout
                         TrainSpec(epochs=5, lr=1e-2, batch_size=8), LoraSpec(dropout=0.0))
@@ -84,10 +58,10 @@ def test_every_loss_trains(tiny_task, make_tiny, layer_loss, output_loss):
     assert result.log["loss"].iloc[-1] < result.log["loss"].iloc[0]
 
 
-def test_frontier_schedule_trains_layers_one_after_another(tiny_task, make_tiny):
+def test_frontier_schedule_trains_layers_one_after_another(tiny_task, make_pair):
     tokenizer, items = tiny_task
-    student, teacher, M = _pair(tokenizer, make_tiny)
-    targets = teacher_targets(teacher, tokenizer, items[:8], {1: 2, 2: 3}, "block_delta", M)
+    student, teacher, M = make_pair(len(tokenizer))
+    targets = teacher_targets(teacher, tokenizer, items[:8], {1: LayerSource.single(2), 2: LayerSource.single(3)}, "block_delta", M)
     result = train_lora(student, tokenizer, items[:8], [1, 2], Supervision(layers=(1, 2)), targets,
                         TrainSpec(epochs=2, lr=1e-2, batch_size=4, schedule="frontier"))
     assert result.log["stage"].tolist() == [0, 0, 1, 1]
@@ -117,20 +91,3 @@ def test_bad_requests_are_explained(tiny_task, make_tiny):
     with pytest.raises(ValueError, match="schedule 'loop'"):
         train_lora(student, tokenizer, items[:4], [2], Supervision(layer_loss=None, output_loss="ce"),
                    spec=TrainSpec(schedule="loop"))
-
-
-def test_teacher_targets_are_cached_with_their_metadata(tiny_task, make_tiny, tmp_path):
-    from lsa_utils.trainer import TargetSet, cached_teacher_targets
-
-    tokenizer, items = tiny_task
-    student, teacher, M = _pair(tokenizer, make_tiny)
-    meta = {"pair": "tiny", "map": "output"}
-    first = cached_teacher_targets(tmp_path, meta, teacher, tokenizer, items[:3], {2: 3}, "block_delta", M, True)
-    (path,) = tmp_path.glob("targets-*.safetensors")
-    again = cached_teacher_targets(tmp_path, meta, teacher, tokenizer, items[:3], {2: 3}, "block_delta", M, True)
-    assert torch.equal(first.layers[2], again.layers[2]) and torch.equal(first.logits, again.logits)
-    assert torch.equal(first.offsets, again.offsets)
-    cached_teacher_targets(tmp_path, meta, teacher, tokenizer, items[:4], {2: 3}, "block_delta", M, True)
-    assert len(list(tmp_path.glob("targets-*.safetensors"))) == 2  # other items, another entry
-    with pytest.raises(ValueError, match="other settings"):
-        TargetSet.load(path, {**meta, "site": "block_output"})

@@ -7,8 +7,9 @@ from collections import Counter
 
 import pytest
 
-from lsa_utils.world import FAMILIES, CorpusMix, WorldConfig, build_tokenizer, build_world, pretraining_documents
-from lsa_utils.world.tasks import TRANSFER_SPLITS, split_items
+from lsa_utils.tasks.spec import TRANSFER_SPLITS, WORLD_TASKS
+from lsa_utils.tasks.world import CorpusMix, WorldConfig, build_tokenizer, build_world, pretraining_documents
+from lsa_utils.tasks.world.items import split_items
 
 SMALL = WorldConfig(seed=3, n_entities=60, n_items=60, n_functions=20, split_scale=0.05)
 
@@ -29,12 +30,12 @@ def test_world_is_deterministic_in_its_config(world):
 
 
 def test_splits_and_corpus_are_deterministic(world, documents):
-    for family in FAMILIES:
+    for family in WORLD_TASKS:
         assert split_items(world, family, seed=0) == split_items(world, family, seed=0)
     assert list(pretraining_documents(world, CorpusMix(), 20_000, seed=0, split_seed=0)) == documents
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", WORLD_TASKS)
 def test_splits_are_disjoint(world, family):
     splits = split_items(world, family, seed=0)
     prompts = [row["prompt"] for rows in splits.values() for row in rows]
@@ -60,7 +61,7 @@ def test_test_subjects_never_appear_in_transfer_labels(world, family):
 
 def test_corpus_never_contains_a_split_item(world, documents):
     corpus = "\n".join(documents)
-    for family in FAMILIES:
+    for family in WORLD_TASKS:
         for rows in split_items(world, family, seed=0).values():
             assert not any(row["prompt"] in corpus for row in rows)
 
@@ -134,7 +135,7 @@ def test_tokenizer_saves_and_loads(tmp_path, documents):
 
 
 def test_reference_solutions_pass_their_hidden_tests(world):
-    from lsa_utils.sandbox import run_tests
+    from lsa_utils.evaluation.sandbox import run_tests
 
     for family in ("code_complete", "code_write"):
         for row in split_items(world, family, seed=0)["test"][:5]:

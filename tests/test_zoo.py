@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lsa_utils import zoo as zoo_module
-from lsa_utils.zoo import MODEL_NAMES, ZooConfig, load_zoo, model_key, world_key
+from lsa_utils.tasks.world import zoo as zoo_module
+from lsa_utils.tasks.world.zoo import MODEL_NAMES, ZooConfig, load_zoo, model_key, world_key
 
 TINY = {
     "world": {"seed": 0, "n_entities": 30, "n_items": 30, "n_functions": 20, "split_scale": 0.02},
@@ -85,8 +85,8 @@ def test_interrupted_training_leaves_no_checkpoint(tmp_path, monkeypatch):
 @pytest.mark.parametrize("profile", ["cpu", "gpu"])
 def test_profile_zoo_mirrors_the_papers_setting(profile):
     """Teacher deeper and wider with a non-integer depth ratio; vocabulary over 4x the teacher's width."""
-    from lsa_utils.profiles import load_profile
-    from lsa_utils.world import build_world
+    from lsa_utils.infra.profiles import load_profile
+    from lsa_utils.tasks.world import build_world
 
     config = ZooConfig.from_dict(load_profile(profile)["all"]["zoo"])
     student, teacher = config.student, config.teacher

@@ -1,0 +1,1 @@
+"""Stage 6, baselines: the parametric transfer methods SemAlign is compared with, Seeking and LaTen."""

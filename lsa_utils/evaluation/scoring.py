@@ -1,0 +1,123 @@
+"""Scoring a model on a task split (METHOD.md section 4), as the task's `TaskSpec` says, with a cache.
+
+Three kinds of scoring cover the four benchmarks and their world analogues:
+
+- ``multiple_choice`` (MMLU, facts): argmax of the next-token logits after the answer prefix, over the
+  first token of each choice;
+- ``last_number`` (GSM8K, arith): greedy generation, exact match of the last number;
+- ``program`` (HumanEval, MBPP, code_complete, code_write): greedy generation, hidden tests run in the
+  sandbox, pass@1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from itertools import product
+from pathlib import Path
+
+import pandas as pd
+from datasets import Dataset, DatasetDict
+from tqdm import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from lsa_utils.evaluation.generation import choose_options, generate
+from lsa_utils.evaluation.sandbox import run_tests
+from lsa_utils.infra.cache import atomic_write, config_key
+from lsa_utils.tasks.prompts import evaluation_context
+from lsa_utils.tasks.spec import get_task
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+SCORE_FORMAT = 1  # bump when a change of the evaluator changes scores, so cached scores are not reused
+
+
+@dataclass(frozen=True)
+class FamilyScore:
+    family: str
+    metric: str
+    score: float  # percent
+    correct: list[bool]
+    outputs: list[str]  # chosen option or generated text, per item
+
+
+def last_number(text: str) -> str | None:
+    """The last number in a text (GSM8K's answer convention), without trailing ``.0``."""
+    numbers = _NUMBER.findall(text)
+    return numbers[-1].removesuffix(".0") if numbers else None
+
+
+def extract_program(completion: str, entry_point: str, code_prefix: str) -> str:
+    """The generated function, from its ``def`` on; the signature is prepended if it is missing."""
+    match = re.search(rf"def\s+{re.escape(entry_point)}\b", completion)
+    if match:
+        return completion[match.start():].strip()
+    return f"{code_prefix} {completion.strip()}"
+
+
+def run_programs(programs: Sequence[str], tests: Sequence[str], timeout_s: float = 5.0,
+                 workers: int = 2) -> list[str]:
+    """Sandbox status of each program against its hidden tests."""
+    with ThreadPoolExecutor(workers) as pool:
+        return [r.status for r in pool.map(lambda pt: run_tests(*pt, timeout_s=timeout_s), zip(programs, tests))]
+
+
+def judge(family: str, dataset: Dataset, outputs: Sequence[int | str]) -> list[bool]:
+    """Correctness per item of chosen option indices (multiple choice) or generated continuations."""
+    scoring = get_task(family).scoring
+    if scoring == "multiple_choice":
+        return [pick == row["label"] for pick, row in zip(outputs, dataset)]
+    if scoring == "last_number":
+        return [last_number(text) == row["answer"] for text, row in zip(outputs, dataset)]
+    programs = [extract_program(text, row["entry_point"], row["code_prefix"]) for text, row in zip(outputs, dataset)]
+    return [status == "passed" for status in run_programs(programs, dataset["test_code"])]
+
+
+def evaluate_family(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, family: str,
+                    dataset: Dataset, max_new_tokens: int = 64, batch_size: int = 64) -> FamilyScore:
+    """Score one model on one task family's split."""
+    spec = get_task(family)
+    if spec.scoring == "multiple_choice":
+        picks = choose_options(model, tokenizer, dataset, batch_size)
+        correct = judge(family, dataset, picks)
+        outputs = [row["choices"][p] for p, row in zip(picks, dataset)]
+    else:
+        outputs = generate(model, tokenizer, [evaluation_context(row) for row in dataset], max_new_tokens,
+                           batch_size)
+        correct = judge(family, dataset, outputs)
+    score = 100.0 * sum(correct) / max(1, len(correct))
+    return FamilyScore(family, spec.metric, score, correct, outputs)
+
+
+def score_models(models: Mapping[str, PreTrainedModel], tokenizer: PreTrainedTokenizerBase,
+                 tasks: Mapping[str, DatasetDict], split: str = "test", max_new_tokens: int = 64,
+                 batch_size: int = 64, cache: Path | None = None,
+                 model_keys: Mapping[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every model on every family: a tidy score table and a per-item table (for failure analysis).
+
+    With ``cache`` and ``model_keys`` (what identifies each model's weights), each (model, family) result
+    is stored as JSON and read back on the next call instead of being recomputed.
+    """
+    scores, items = [], []
+    for (name, model), (family, splits) in tqdm(list(product(models.items(), tasks.items())),
+                                                desc="evaluate", unit="run"):
+        dataset = splits[split]
+        path = None
+        if cache is not None and model_keys is not None:
+            first = [evaluation_context(row) for row in dataset.select(range(min(3, len(dataset))))]
+            key = config_key({"model": model_keys[name], "family": family, "split": split, "n": len(dataset),
+                              "max_new_tokens": max_new_tokens, "contexts": first, "format": SCORE_FORMAT})
+            path = Path(cache) / "scores" / f"{name}-{family}-{key}.json"
+        if path is not None and path.exists():
+            result = FamilyScore(**json.loads(path.read_text()))
+        else:
+            result = evaluate_family(model, tokenizer, family, dataset, max_new_tokens, batch_size)
+            if path is not None:
+                with atomic_write(path) as tmp:
+                    tmp.write_text(json.dumps(asdict(result)))
+        scores.append({"model": name, "task": family, "metric": result.metric, "score": result.score})
+        items += [{"model": name, "task": family, "item": i, "correct": ok, "output": out}
+                  for i, (ok, out) in enumerate(zip(result.correct, result.outputs))]
+    return pd.DataFrame(scores), pd.DataFrame(items)

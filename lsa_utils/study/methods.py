@@ -1,0 +1,162 @@
+"""Every method of the study behind one call, so the comparison is fair (METHOD.md sections 1-3).
+
+``transfer_model(method, ...)`` returns the student after the method (or the teacher / student as they
+are); all trained methods read the same task splits through the same batches, trainer and budget, and
+are scored afterwards by the same evaluator.
+
+=================  ==============================================================================
+method             what it does
+=================  ==============================================================================
+student, teacher   untouched references
+sft                LoRA on every student layer, cross-entropy (the control)
+kd                 sft plus KL(p_T || p_S) at response positions
+layerwise_kd       sft plus MSE to teacher states through a learned projection per paired layer
+seeking            teacher blocks planted by sensitivity and SVD, then fine-tuned as sft
+laten              logit-lens location, hypernetwork injection, no fine-tuning of the student
+semalign_v1        LoRA on the student layers paired with critical teacher layers, cosine losses
+semalign_v2        the frontier schedule over student layers, Fisher layer loss, KL output loss
+=================  ==============================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from datasets import DatasetDict
+from torch import Tensor, nn
+from transformers import PreTrainedTokenizerBase
+
+from lsa_utils.baselines import laten, seeking
+from lsa_utils.models import arch
+from lsa_utils.models.batches import Batch, collate
+from lsa_utils.semalign import (
+    LayerSource, critical_layers, layer_attribution, least_squares_map, pair_alignment_map, pair_layers,
+    plan_layers,
+)
+from lsa_utils.semalign.targets import Pairing, cached_teacher_targets, response_states, teacher_targets
+from lsa_utils.tasks.spec import TaskItem, get_task
+from lsa_utils.training.trainer import LoraSpec, Supervision, TrainSpec, fit_lora, train_lora
+
+METHODS = ("student", "teacher", "sft", "kd", "layerwise_kd", "seeking", "laten", "semalign_v1", "semalign_v2")
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """The shared budget and SemAlign's choices; every field is a knob of notebook 05's ablations."""
+
+    train: TrainSpec = TrainSpec()
+    lora: LoraSpec = LoraSpec()
+    n_train: int | None = None  # None: the whole train split
+    n_seed_examples: int = 32
+    n_critical: int = 1
+    basis: str = "output"  # or input, random, fold_norm, least_squares (fitted on activations)
+    pairing: str = "attribution"  # or floor, interpolate, last
+    site: str = "block_delta"
+    layer_loss: str | None = None  # None: the method's own (cosine for v1, fisher for v2)
+    output_loss: str | None = None  # None: the method's own (cosine_onehot for v1, kl_teacher for v2)
+    n_trained_layers: int | None = None  # v2: None = every student layer (frontier); v1: the paired ones
+
+    @classmethod
+    def from_dict(cls, params: dict) -> TransferConfig:
+        """From a profile's ``transfer`` mapping: ``train`` and ``lora`` sub-mappings, the rest flat."""
+        params = dict(params)
+        train = TrainSpec(**params.pop("train", {}))
+        lora = params.pop("lora", {})
+        lora = LoraSpec(**{**lora, "modules": tuple(lora.get("modules", LoraSpec.modules))})
+        return cls(train=train, lora=lora, **params)
+
+
+@dataclass(frozen=True)
+class TargetCache:
+    """Where teacher targets are cached, and what identifies the teacher / student pair they belong to."""
+
+    directory: Path
+    pair: str  # e.g. the zoo's model keys, or hub names and revisions
+
+
+def _fitted_map(teacher: nn.Module, student: nn.Module, tokenizer: PreTrainedTokenizerBase,
+                items: Sequence[TaskItem], pairing: Pairing, site: str) -> Tensor:
+    """The ablation's data-fitted alternative to M: least squares from unit teacher states to student states,
+    pooled over the paired layers at the response positions of the transfer items."""
+    sources = teacher_targets(teacher, tokenizer, items, pairing, site, None)
+    own = response_states(student, tokenizer, items, layers=list(pairing), site=site)
+    x = torch.cat([sources.layers[k] / sources.layers[k].norm(dim=-1, keepdim=True).clamp_min(1e-8) for k in pairing])
+    y = torch.cat([own[k] for k in pairing])
+    return least_squares_map(x, y)
+
+
+def semalign_plan(teacher: nn.Module, student: nn.Module, seed_batch: Batch, config: TransferConfig,
+                  version: int) -> tuple[list[int], dict[int, LayerSource]]:
+    """(student layers that train, student layer -> teacher source) for SemAlign v1 or v2.
+
+    The critical teacher layers come from Grad x Act on ``seed_batch``; `plan_layers` says which student
+    layers train under the configured pairing.
+    """
+    critical = critical_layers(layer_attribution(teacher, seed_batch), config.n_critical)
+    pairing = pair_layers(arch.n_layers(teacher), arch.n_layers(student),
+                          critical=critical if config.pairing == "attribution" else (),
+                          interpolate=config.pairing == "interpolate")
+    layers = plan_layers(pairing, critical, config.pairing, version, config.n_trained_layers)
+    return layers, {k: pairing[k - 1] for k in layers}
+
+
+def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenizer: PreTrainedTokenizerBase,
+                   splits: DatasetDict, family: str, config: TransferConfig = TransferConfig(),
+                   cache: TargetCache | None = None) -> nn.Module:
+    """The model a method produces for one task family (train / align / extract splits of ``splits``).
+
+    With ``cache``, teacher targets are stored as safetensors and reused by every run that needs the same
+    ones (the seeds of a method, and methods that share them)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method == "student":
+        return student
+    if method == "teacher":
+        return teacher
+    train = splits["train"]
+    if config.n_train is not None:
+        train = train.select(range(min(config.n_train, len(train))))
+    n_s = arch.n_layers(student)
+    all_layers = list(range(1, n_s + 1))
+    seed_batch = collate(tokenizer, [train[i] for i in range(min(config.n_seed_examples, len(train)))])
+    ce = Supervision(layer_loss=None, output_loss="ce")
+    desc = f"{method} on {family}"
+
+    def targets(pairing: Pairing, site: str, M: Tensor | None, with_logits: bool, map_name: str):
+        return cached_teacher_targets(cache.directory if cache else None, {"pair": cache.pair if cache else "",
+                                      "map": map_name}, teacher, tokenizer, train, pairing, site, M, with_logits)
+
+    if method == "sft":
+        return train_lora(student, tokenizer, train, all_layers, ce, None, config.train, config.lora, desc).model
+    if method == "kd":
+        return train_lora(student, tokenizer, train, all_layers, replace(ce, output_loss="ce_kl"),
+                          targets({}, "block_output", None, True, "none"),
+                          config.train, config.lora, desc).model
+    if method == "layerwise_kd":
+        pairing = dict(enumerate(pair_layers(arch.n_layers(teacher), n_s), start=1))  # the floor map
+        supervision = Supervision(tuple(all_layers), "block_output", "projected_mse", "ce")
+        return train_lora(student, tokenizer, train, all_layers, supervision,
+                          targets(pairing, "block_output", None, False, "none"),
+                          config.train, config.lora, desc).model
+    if method == "seeking":
+        scores = seeking.sensitivities(teacher, seed_batch, config.lora.modules)
+        model = seeking.plant(student, teacher, scores, config.lora)
+        return fit_lora(model, tokenizer, train, all_layers, ce, None, config.train, desc).model
+    if method == "laten":
+        spec = laten.LatenSpec(steps_per_example=get_task(family).laten_steps, seed=config.train.seed)
+        return laten.transfer(teacher, student, tokenizer, splits["extract"], splits["align"], spec, desc)[0]
+    version = 1 if method == "semalign_v1" else 2
+    layers, pairing = semalign_plan(teacher, student, seed_batch, config, version)
+    layer_loss = config.layer_loss or ("cosine" if version == 1 else "fisher")
+    output_loss = config.output_loss or ("cosine_onehot" if version == 1 else "kl_teacher")
+    if config.basis == "least_squares":
+        M = _fitted_map(teacher, student, tokenizer, train, pairing, config.site)
+    else:
+        M = pair_alignment_map(teacher, student, config.basis)
+    spec = replace(config.train, schedule="single" if version == 1 else "frontier")
+    supervision = Supervision(tuple(layers), config.site, layer_loss, output_loss)
+    semalign_targets = targets(pairing, config.site, M, "kl" in output_loss, config.basis)
+    return train_lora(student, tokenizer, train, layers, supervision, semalign_targets, spec, config.lora, desc).model
