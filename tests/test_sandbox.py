@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+import time
 
 import pytest
 
@@ -100,3 +101,38 @@ def test_hash_order_is_reproducible() -> None:
 def test_bad_limits_are_the_callers_error() -> None:
     with pytest.raises(ValueError):
         run_tests(ADD, "", timeout_s=0)
+
+
+def test_a_session_runs_many_programs_each_in_a_fresh_child_and_directory() -> None:
+    from lsa_utils.evaluation.sandbox import SandboxSession
+
+    with SandboxSession() as sandbox:
+        assert sandbox.run("import os\nopen('left.txt', 'w').write('x')", "").status == "passed"
+        assert sandbox.run("import os", "assert os.listdir('.') == []").status == "passed"  # a new, empty folder
+        assert sandbox.run("import json\njson.dumps = None", "").status == "passed"
+        assert sandbox.run("import json", "assert json.dumps(1) == '1'").status == "passed"  # its changes are gone
+        assert sandbox.run("while True:\n    pass", "", timeout_s=0.5).status == "timeout"
+        assert sandbox.run("import time\nt = time.time()", "assert True").status == "passed"  # carries on
+        sandbox.run(ADD, "", memory_mb=64)
+        assert sandbox.run("x = bytearray(200 * 1024**2)", "", memory_mb=256).status == "passed"  # own limits
+
+
+def test_threads_a_program_leaves_do_not_outlive_it() -> None:
+    from lsa_utils.evaluation.sandbox import SandboxSession
+
+    program = "import threading, time\nthreading.Thread(target=lambda: time.sleep(30)).start()"
+    with SandboxSession() as sandbox:
+        start = time.monotonic()
+        assert sandbox.run(program, "").status == "passed"
+        assert time.monotonic() - start < 5  # no wait for the thread: the child left with it
+
+
+def test_a_dead_server_is_replaced() -> None:
+    import signal as signals
+
+    from lsa_utils.evaluation.sandbox import SandboxSession
+
+    with SandboxSession() as sandbox:
+        os.killpg(sandbox._server.pid, signals.SIGKILL)
+        assert sandbox.run(ADD, "assert add(1, 1) == 2").status == "error"  # the request that found it dead
+        assert sandbox.run(ADD, "assert add(1, 1) == 2").status == "passed"

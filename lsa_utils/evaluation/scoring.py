@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from itertools import product
 from pathlib import Path
@@ -25,7 +24,7 @@ from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lsa_utils.evaluation.generation import choose_options, generate
-from lsa_utils.evaluation.sandbox import run_tests
+from lsa_utils.evaluation.sandbox import SandboxSession
 from lsa_utils.infra.cache import atomic_write, config_key
 from lsa_utils.tasks.prompts import evaluation_context
 from lsa_utils.tasks.spec import get_task
@@ -57,11 +56,10 @@ def extract_program(completion: str, entry_point: str, code_prefix: str) -> str:
     return f"{code_prefix} {completion.strip()}"
 
 
-def run_programs(programs: Sequence[str], tests: Sequence[str], timeout_s: float = 5.0,
-                 workers: int = 2) -> list[str]:
-    """Sandbox status of each program against its hidden tests."""
-    with ThreadPoolExecutor(workers) as pool:
-        return [r.status for r in pool.map(lambda pt: run_tests(*pt, timeout_s=timeout_s), zip(programs, tests))]
+def run_programs(programs: Sequence[str], tests: Sequence[str], timeout_s: float = 5.0) -> list[str]:
+    """Sandbox status of each program against its hidden tests, all in one sandbox session."""
+    with SandboxSession() as sandbox:
+        return [sandbox.run(program, test, timeout_s).status for program, test in zip(programs, tests)]
 
 
 def judge(family: str, dataset: Dataset, outputs: Sequence[int | str]) -> list[bool]:

@@ -1,8 +1,9 @@
-"""The sandbox for generated code: `run_tests` and the `SandboxResult` it returns.
+"""The sandbox for generated code: `SandboxSession` for many programs, `run_tests` for one.
 
-`supervisor` starts and watches the child process; `child` is the script the child runs.
+`supervisor` starts the server and classifies what happened; `server` is the script that server runs,
+forking one limited child per program.
 """
 
-from lsa_utils.evaluation.sandbox.supervisor import SandboxResult, Status, run_tests
+from lsa_utils.evaluation.sandbox.supervisor import SandboxResult, SandboxSession, Status, run_tests
 
-__all__ = ["SandboxResult", "Status", "run_tests"]
+__all__ = ["SandboxResult", "SandboxSession", "Status", "run_tests"]

@@ -1,35 +1,40 @@
-"""Run generated code against its tests in a separate, limited Python process.
+"""Run generated code against its tests in separate, limited processes, a few milliseconds a program.
 
 The code tasks (`code_complete`, `code_write`) score pass@1 by executing what a model wrote, so one
-function owns that: `run_tests` starts a fresh interpreter in an empty temporary directory with a
-memory limit, a CPU limit, a wall-clock limit enforced on the whole process group, no stdin, a minimal
-environment and an audit hook that refuses network access, subprocesses and writes outside that
-directory. It returns a `SandboxResult` and never raises for anything the code does.
+module owns that. A `SandboxSession` starts one interpreter (the server, `server.py`) in a new session
+with a minimal environment, no stdin and no user site; for each program the server forks a child that
+runs in an empty temporary directory with a memory limit, a CPU limit and a wall-clock limit enforced
+on its whole process group, and an audit hook that refuses network access, subprocesses and writes
+outside that directory. `run_tests` is one program in a session of its own. Neither raises for anything
+the code does: every outcome is a `SandboxResult`.
 
 Example:
     >>> run_tests("def add(a, b):\\n    return a + b", "assert add(2, 3) == 5").status
     'passed'
+    >>> with SandboxSession() as sandbox:                           # doctest: +SKIP
+    ...     statuses = [sandbox.run(program, tests).status for program, tests in pairs]
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 Status = Literal["passed", "failed", "timeout", "memory", "error"]
 
-_CHILD = Path(__file__).with_name("child.py")
-_OUTPUT_LIMIT = 64 * 1024  # bytes of stdout+stderr kept; the rest is read and dropped
+_SERVER = Path(__file__).with_name("server.py")
 _MEMORY_HINTS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "out of memory")
+_ANSWER_GRACE_S = 10.0  # beyond a program's own limit, how long the server may take to answer
 
 
 @dataclass(frozen=True)
@@ -51,90 +56,116 @@ class SandboxResult:
         return self.status == "passed"
 
 
-def run_tests(program: str, test_code: str, timeout_s: float = 5.0, memory_mb: int = 512) -> SandboxResult:
-    """Execute `program` and then `test_code` in one namespace of a fresh sandboxed interpreter.
+class SandboxSession:
+    """One sandbox server for many programs; use it as a context manager so the server always stops."""
 
-    An AssertionError in the tests means "failed"; any other exception means "error". The namespace's
-    `__name__` is not "__main__", so a program's `if __name__ == "__main__":` block does not run.
-    """
+    def __init__(self) -> None:
+        self._base = Path(tempfile.mkdtemp(prefix="lsa-sandbox-"))
+        self._server: subprocess.Popen | None = None
+        self._start()
+
+    def __enter__(self) -> SandboxSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def run(self, program: str, test_code: str, timeout_s: float = 5.0, memory_mb: int = 512) -> SandboxResult:
+        """Execute `program` and then `test_code` in one namespace of a fresh forked child.
+
+        An AssertionError in the tests means "failed"; any other exception means "error". The namespace's
+        `__name__` is not "__main__", so a program's `if __name__ == "__main__":` block does not run.
+        """
+        if timeout_s <= 0 or memory_mb <= 0:
+            raise ValueError(f"timeout_s and memory_mb must be positive, got {timeout_s} and {memory_mb}")
+        request = {"program": program, "test_code": test_code, "timeout_s": timeout_s, "memory_mb": memory_mb,
+                   "cpu_s": int(timeout_s) + 1}
+        answer = self._ask(json.dumps(request).encode() + b"\n", timeout_s + _ANSWER_GRACE_S)
+        if answer is None:  # the server died or hung: start a new one for the next program
+            self._stop()
+            self._start()
+            return SandboxResult("error", "the sandbox server stopped answering")
+        return _classify(answer["returncode"], answer["timed_out"], answer["report"], answer["output"], timeout_s)
+
+    def close(self) -> None:
+        self._stop()
+        shutil.rmtree(self._base, ignore_errors=True)
+
+    def _start(self) -> None:
+        request_r, self._requests = os.pipe()
+        self._answers, answer_w = os.pipe()
+        try:
+            self._server = subprocess.Popen(
+                _command(request_r, answer_w, self._base), cwd=self._base, env=_environment(self._base),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                pass_fds=(request_r, answer_w), start_new_session=True,
+            )
+        finally:
+            os.close(request_r)
+            os.close(answer_w)
+        self._pending = b""
+
+    def _stop(self) -> None:
+        if self._server is None:
+            return
+        for fd in (self._requests, self._answers):
+            os.close(fd)
+        try:
+            self._server.wait(timeout=5.0)  # it exits when its requests end
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(self._server.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._server.wait()
+        self._server = None
+
+    def _ask(self, request: bytes, timeout_s: float) -> dict | None:
+        """Send one request line and read one answer line, or None if the server fails to answer in time."""
+        try:
+            _write_all(self._requests, request)
+        except BrokenPipeError:
+            return None
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self._pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self._answers], [], [], remaining)[0]:
+                return None
+            chunk = os.read(self._answers, 1 << 20)
+            if not chunk:
+                return None
+            self._pending += chunk
+        line, self._pending = self._pending.split(b"\n", 1)
+        return json.loads(line)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def run_tests(program: str, test_code: str, timeout_s: float = 5.0, memory_mb: int = 512) -> SandboxResult:
+    """Execute `program` and then `test_code` once, in a sandbox session of its own (see `SandboxSession.run`)."""
     if timeout_s <= 0 or memory_mb <= 0:
         raise ValueError(f"timeout_s and memory_mb must be positive, got {timeout_s} and {memory_mb}")
-    workdir = Path(tempfile.mkdtemp(prefix="lsa-sandbox-"))
-    try:
-        return _run_in(workdir, program, test_code, timeout_s, memory_mb)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with SandboxSession() as sandbox:
+        return sandbox.run(program, test_code, timeout_s, memory_mb)
 
 
-def _run_in(workdir: Path, program: str, test_code: str, timeout_s: float, memory_mb: int) -> SandboxResult:
-    """Start the child in `workdir`, wait for it within the time limit, and classify what happened."""
-    read_fd, write_fd = os.pipe()
-    payload = {"program": program, "test_code": test_code, "memory_mb": memory_mb,
-               "cpu_s": int(timeout_s) + 1, "result_fd": write_fd}
-    (workdir / "payload.json").write_text(json.dumps(payload), encoding="utf-8")
-    try:
-        process = subprocess.Popen(
-            _command(), cwd=workdir, env=_environment(workdir), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(write_fd,), start_new_session=True,
-        )
-    except OSError as exc:
-        os.close(read_fd)
-        return SandboxResult("error", f"could not start the sandbox: {exc}")
-    finally:
-        os.close(write_fd)
-    output, report = _Drain(process.stdout, _OUTPUT_LIMIT), _Drain(os.fdopen(read_fd, "rb"), _OUTPUT_LIMIT)
-    timed_out = _wait(process, timeout_s)
-    return _classify(process.returncode, timed_out, report.join(), output.join(), timeout_s)
-
-
-def _command() -> list[str]:
+def _command(request_fd: int, answer_fd: int, base: Path) -> list[str]:
     """Interpreter flags: no user site (-s), no script directory on sys.path (-P), UTF-8 I/O.
 
     Not -I: it implies -E, which would ignore the PYTHONHASHSEED that keeps set ordering, and so
     pass@1, reproducible. The environment is built from scratch instead, so -E would add nothing.
     """
-    return [sys.executable, "-s", "-P", "-X", "utf8", str(_CHILD), "payload.json"]
+    return [sys.executable, "-s", "-P", "-X", "utf8", str(_SERVER), str(request_fd), str(answer_fd), str(base)]
 
 
 def _environment(workdir: Path) -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(workdir), "TMPDIR": str(workdir),
             "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
-
-
-def _wait(process: subprocess.Popen, timeout_s: float) -> bool:
-    """Wait for the child; kill its whole process group on timeout (and any stragglers either way)."""
-    try:
-        process.wait(timeout=timeout_s)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    process.wait()
-    return timed_out
-
-
-class _Drain:
-    """Read a pipe to its end on a thread, keeping the first `limit` bytes, then close it.
-
-    Reading everything (not just the kept part) stops a chatty child from blocking on a full pipe.
-    """
-
-    def __init__(self, stream: IO[bytes], limit: int) -> None:
-        self._stream, self._limit, self._kept = stream, limit, bytearray()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        with self._stream:
-            for chunk in iter(lambda: self._stream.read1(65536), b""):
-                self._kept += chunk[: self._limit - len(self._kept)]
-
-    def join(self) -> str:
-        self._thread.join(timeout=5.0)  # the group is dead; only a leaked descriptor could hold it open
-        return bytes(self._kept).decode("utf-8", errors="replace")
 
 
 def _classify(returncode: int, timed_out: bool, report: str, output: str, timeout_s: float) -> SandboxResult:
