@@ -94,3 +94,39 @@ def test_ablations_table_and_report(results):
                     "re-checked", "## Figures"):
         assert heading in report
     assert "reported" in report and "52.90" in report  # the paper's teacher MMLU, labelled as reported
+
+
+def test_every_executor_gives_the_same_table(results, tmp_path):
+    """In this process (default threads), local workers (one thread each) and submitit jobs agree exactly."""
+    import submitit
+
+    from lsa_utils.infra.profiles import load_profile, notebook_parameters
+    from lsa_utils.models.loading import load_models
+    from lsa_utils.study.executors import Cluster, Executor, LocalWorkers
+    from lsa_utils.study.grid import grid_jobs, run_jobs
+    from lsa_utils.study.methods import TransferConfig
+
+    params = notebook_parameters(load_profile("smoke"), "04_transfer")
+    models = load_models(params["zoo"], results.parent / "cache", "cpu")
+    config = TransferConfig.from_dict(params["transfer"])
+
+    def table(executor, name, methods=("student", "sft", "seeking", "semalign_v1"), families=("facts", "code_write")):
+        jobs = grid_jobs(models, "teacher", methods, families, [0, 1], config, tmp_path / name, params["evaluation"],
+                         params["n_test"])
+        return run_jobs(jobs, executor)
+
+    reference = table(Executor(), "inprocess")
+    assert len(reference) == 14 and reference["score"].notna().all()
+    with LocalWorkers(n_workers=2) as workers:
+        pd.testing.assert_frame_equal(table(workers, "local"), reference)
+    cluster = Cluster(tmp_path, executor=submitit.LocalExecutor(folder=tmp_path / "submitit"), timeout_min=10)
+    small = reference[reference["method"].isin(["sft", "semalign_v1"]) & (reference["task"] == "facts")]
+    pd.testing.assert_frame_equal(table(cluster, "cluster", ("sft", "semalign_v1"), ("facts",)),
+                                  small.reset_index(drop=True))
+
+    class NothingToRun(Executor):
+        def map_unordered(self, fn, items):
+            assert list(items) == []  # every run is in the cache already
+            return iter(())
+
+    pd.testing.assert_frame_equal(table(NothingToRun(), "local"), reference)

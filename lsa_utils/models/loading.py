@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +31,41 @@ from lsa_utils.tasks.world.zoo import ZooConfig, load_zoo, model_key
 
 @dataclass(frozen=True)
 class Pair:
-    """A teacher / student pair and what identifies it in cache keys and tables."""
+    """A teacher / student pair and what identifies each model in cache keys and tables."""
 
     teacher_name: str
     student_name: str
     teacher: nn.Module
     student: nn.Module
-    key: str  # any change of either model's weights must change it
+    teacher_key: str  # any change of the teacher's weights must change it
+    student_key: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.teacher_key}/{self.student_key}"
+
+    def model_key(self, role: str) -> str:
+        """The key of the ``teacher`` or the ``student`` alone."""
+        return {"teacher": self.teacher_key, "student": self.student_key}[role]
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """How to load a `ModelSet` again, in another process (a grid worker): small, hashable, picklable."""
+
+    zoo: str  # the profile's zoo settings as canonical JSON
+    cache_dir: str  # absolute
+    device: str  # as requested ("auto" honours LSA_DEVICE, which a GPU worker sets)
+
+    def load(self) -> ModelSet:
+        """The models, loaded once per process and recipe."""
+        if self not in _LOADED:
+            config = ZooConfig.from_dict(json.loads(self.zoo))
+            torch_device = resolve_device(self.device)
+            world, models = load_zoo(config, Path(self.cache_dir), torch_device)
+            keys = {name: model_key(config, name) for name in models}
+            _LOADED[self] = ModelSet(world.tokenizer, world.tasks, models, keys, torch_device, self)
+        return _LOADED[self]
 
 
 @dataclass(frozen=True)
@@ -48,6 +77,7 @@ class ModelSet:
     models: dict[str, PreTrainedModel]
     keys: dict[str, str]  # model name -> what identifies its weights
     device: torch.device
+    recipe: ModelRecipe
 
     def __getitem__(self, name: str) -> PreTrainedModel:
         return self.models[name]
@@ -59,8 +89,8 @@ class ModelSet:
 
     def pair(self, teacher: str = "teacher", student: str = "student") -> Pair:
         """The pair that transfers from model ``teacher`` to model ``student``."""
-        return Pair(teacher, student, self.models[teacher], self.models[student],
-                    f"{self.keys[teacher]}/{self.keys[student]}")
+        return Pair(teacher, student, self.models[teacher], self.models[student], self.keys[teacher],
+                    self.keys[student])
 
     def describe(self, names: tuple[str, ...] = ("teacher", "student")) -> str:
         """One line naming the device and each model's depth and width, e.g. for a notebook's first cell."""
@@ -69,10 +99,13 @@ class ModelSet:
         return f"on {self.device}: {shapes}"
 
 
+_LOADED: dict[ModelRecipe, ModelSet] = {}
+
+
 def load_models(zoo: Mapping[str, Any], cache_dir: str | Path, device: str = "auto") -> ModelSet:
-    """The built-in world's student, teacher and code teacher (``zoo``: a profile's zoo settings)."""
-    config = ZooConfig.from_dict(dict(zoo))
-    torch_device = resolve_device(device)
-    world, models = load_zoo(config, Path(cache_dir), torch_device)
-    keys = {name: model_key(config, name) for name in models}
-    return ModelSet(world.tokenizer, world.tasks, models, keys, torch_device)
+    """The built-in world's student, teacher and code teacher (``zoo``: a profile's zoo settings).
+
+    Training whatever the cache lacks; a second call with the same settings in the same process returns
+    the models already loaded.
+    """
+    return ModelRecipe(json.dumps(dict(zoo), sort_keys=True), str(Path(cache_dir).resolve()), device).load()
