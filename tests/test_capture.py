@@ -19,6 +19,9 @@ def test_lookups_find_the_parts_of_every_supported_family(make_tiny, family):
     assert arch.input_embedding(model).weight.shape == (30, 16)
     assert arch.projection(model, 2, "up_proj") is model.model.layers[1].mlp.up_proj
     assert arch.projection_names(model, [1], ("v_proj",)) == ["model.layers.0.self_attn.v_proj"]
+    ids = torch.arange(12).view(2, 6)
+    hidden = arch.body(model)(input_ids=ids).last_hidden_state  # the head reads it: logits at chosen rows only
+    assert torch.allclose(arch.lm_head(model)(hidden[:, -2:]), model(input_ids=ids).logits[:, -2:], atol=1e-6)
 
 
 def test_unknown_architectures_are_named():

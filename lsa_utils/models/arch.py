@@ -19,6 +19,7 @@ PROJECTIONS = ("up_proj", "down_proj", "v_proj", "o_proj", "q_proj", "k_proj", "
 class Layout:
     """Attribute paths, relative to the causal LM (``layers``, ``norm``...) or to one decoder layer."""
 
+    body: str  # the decoder stack with its final norm, whose output the LM head reads
     layers: str
     final_norm: str
     lm_head: str
@@ -28,7 +29,7 @@ class Layout:
 
 
 _LLAMA_LIKE = Layout(
-    layers="model.layers", final_norm="model.norm", lm_head="lm_head", embedding="model.embed_tokens",
+    body="model", layers="model.layers", final_norm="model.norm", lm_head="lm_head", embedding="model.embed_tokens",
     mlp="mlp",
     projections={"up_proj": "mlp.up_proj", "down_proj": "mlp.down_proj", "gate_proj": "mlp.gate_proj",
                  "q_proj": "self_attn.q_proj", "k_proj": "self_attn.k_proj",
@@ -60,6 +61,11 @@ def layout(model: nn.Module) -> Layout:
             "(add a row to lsa_utils.arch.ARCHITECTURES)"
         )
     return ARCHITECTURES[name]
+
+
+def body(model: nn.Module) -> nn.Module:
+    """The decoder stack and final norm without the LM head: it returns ``last_hidden_state`` [batch, seq, D]."""
+    return unwrap(model).get_submodule(layout(model).body)
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:

@@ -91,7 +91,8 @@ def _step_loss(model: PeftModel, batch: Batch, rows: Tensor | None, targets: Tar
                supervision: Supervision, layers: Sequence[int], projections: nn.ModuleDict) -> dict[str, Tensor]:
     mask = batch.response_mask
     with record(model, layers, supervision.site) as acts:
-        logits = model(**batch.model_inputs()).logits[mask]  # [rows, V]
+        hidden = arch.body(model)(**batch.model_inputs()).last_hidden_state  # [batch, seq, D]
+    logits = arch.lm_head(model)(hidden[mask])  # [rows, V]: the head only where a loss reads
     terms: dict[str, Tensor] = {}
     if supervision.layer_loss and layers:
         terms["layer"] = torch.stack([
