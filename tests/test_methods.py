@@ -69,3 +69,28 @@ def test_a_critical_layer_the_floor_map_skips_still_trains_a_student_layer(pair,
     batch = collate(tokenizer, items[:4])
     assert semalign_plan(teacher, student, batch, TransferConfig(pairing="floor"), 1) == ([2], {2: LayerSource.single(3)})
     assert semalign_plan(teacher, student, batch, TransferConfig(pairing="attribution"), 1) == ([2], {2: LayerSource.single(2)})
+
+
+def test_teacher_statistics_are_computed_once_per_pair_and_batch(pair, tmp_path, monkeypatch):
+    """Attribution and Seeking's sensitivities do not depend on the seed: the cache computes them once."""
+    from lsa_utils.study.methods import TargetCache
+
+    tokenizer, items, splits, student, teacher = pair
+    cache = TargetCache(tmp_path, "tiny")
+
+    def logits(method, cache=None):
+        model = transfer_model(method, teacher, student, tokenizer, splits, "facts", TINY, cache)
+        return response_logits(model, tokenizer, items[:2])
+
+    uncached = {method: logits(method) for method in ("seeking", "semalign_v1")}
+    for method in uncached:
+        logits(method, cache)
+    assert len(list(tmp_path.glob("attribution-*"))) == 1 and len(list(tmp_path.glob("sensitivity-*"))) == 1
+
+    def recomputed(*args, **kwargs):
+        raise AssertionError("a cached teacher statistic was computed again")
+
+    monkeypatch.setattr("lsa_utils.study.methods.layer_attribution", recomputed)
+    monkeypatch.setattr("lsa_utils.baselines.seeking.sensitivities", recomputed)
+    for method, expected in uncached.items():
+        assert torch.equal(logits(method, cache), expected)

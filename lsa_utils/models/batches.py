@@ -10,6 +10,7 @@ positions, and ``labels`` holds the next token there (``-100`` elsewhere), alrea
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -42,6 +43,13 @@ class Batch:
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
+
+    def fingerprint(self) -> str:
+        """A short hash of the batch's tokens and labels, for cache keys of what is computed on it."""
+        digest = hashlib.sha256()
+        for tensor in (self.input_ids, self.attention_mask, self.labels):
+            digest.update(tensor.cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
 
 def encode_example(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str) -> tuple[list[int], int]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +129,24 @@ def cached_teacher_targets(cache: Path | None, metadata: Mapping[str, object], t
     targets = teacher_targets(teacher, tokenizer, items, pairing, site, M, with_logits)
     targets.save(path, meta)
     return targets
+
+
+def cached_tensors(directory: Path | None, kind: str, metadata: Mapping[str, object],
+                   compute: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
+    """``compute()``, stored under ``directory`` by a key of ``kind`` and ``metadata``, and read back next time.
+
+    For teacher statistics that no seed changes (attribution, Seeking's sensitivities): ``metadata`` must
+    identify the teacher and the data; it is checked again on load.
+    """
+    if directory is None:
+        return compute()
+    meta = {"kind": kind, **metadata}
+    path = Path(directory) / f"{kind}-{config_key({k: str(v) for k, v in meta.items()})}.safetensors"
+    if path.exists():
+        return load_activations(path, meta)
+    tensors = compute()
+    save_activations(path, tensors, meta)
+    return tensors
 
 
 def data_hash(texts: Sequence[str]) -> str:

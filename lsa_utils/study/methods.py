@@ -20,7 +20,7 @@ semalign_v2        the frontier schedule over student layers, Fisher layer loss,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,7 +36,9 @@ from lsa_utils.semalign import (
     LayerSource, critical_layers, layer_attribution, least_squares_map, pair_alignment_map, pair_layers,
     plan_layers,
 )
-from lsa_utils.semalign.targets import Pairing, cached_teacher_targets, response_states, teacher_targets
+from lsa_utils.semalign.targets import (
+    Pairing, cached_teacher_targets, cached_tensors, response_states, teacher_targets,
+)
 from lsa_utils.tasks.spec import TaskItem, get_task
 from lsa_utils.training.trainer import LoraSpec, Supervision, TrainSpec, fit_lora, train_lora
 
@@ -88,14 +90,33 @@ def _fitted_map(teacher: nn.Module, student: nn.Module, tokenizer: PreTrainedTok
     return least_squares_map(x, y)
 
 
+def _teacher_statistic(cache: TargetCache | None, kind: str, seed_batch: Batch,
+                       compute: Callable[[], dict[str, Tensor]], **metadata: object) -> dict[str, Tensor]:
+    """A statistic of the teacher on the seed batch, computed once per pair and batch (no seed changes it)."""
+    return cached_tensors(cache.directory if cache else None, kind,
+                          {"pair": cache.pair if cache else "", "batch": seed_batch.fingerprint(), **metadata}, compute)
+
+
+def _sensitivities(teacher: nn.Module, seed_batch: Batch, modules: tuple[str, ...],
+                   cache: TargetCache | None) -> dict[tuple[int, str], Tensor]:
+    """Seeking's sensitivities on the seed batch, per (layer, module) in depth order, once per pair and batch."""
+    def compute() -> dict[str, Tensor]:
+        return {f"{k}.{m}": s for (k, m), s in seeking.sensitivities(teacher, seed_batch, modules).items()}
+
+    named = _teacher_statistic(cache, "sensitivity", seed_batch, compute, modules=",".join(modules))
+    return {(k, m): named[f"{k}.{m}"] for k in range(1, arch.n_layers(teacher) + 1) for m in modules}
+
+
 def semalign_plan(teacher: nn.Module, student: nn.Module, seed_batch: Batch, config: TransferConfig,
-                  version: int) -> tuple[list[int], dict[int, LayerSource]]:
+                  version: int, cache: TargetCache | None = None) -> tuple[list[int], dict[int, LayerSource]]:
     """(student layers that train, student layer -> teacher source) for SemAlign v1 or v2.
 
-    The critical teacher layers come from Grad x Act on ``seed_batch``; `plan_layers` says which student
-    layers train under the configured pairing.
+    The critical teacher layers come from Grad x Act on ``seed_batch`` (cached with ``cache``);
+    `plan_layers` says which student layers train under the configured pairing.
     """
-    critical = critical_layers(layer_attribution(teacher, seed_batch), config.n_critical)
+    scores = _teacher_statistic(cache, "attribution", seed_batch,
+                                lambda: {"scores": layer_attribution(teacher, seed_batch).cpu()})["scores"]
+    critical = critical_layers(scores, config.n_critical)
     pairing = pair_layers(arch.n_layers(teacher), arch.n_layers(student),
                           critical=critical if config.pairing == "attribution" else (),
                           interpolate=config.pairing == "interpolate")
@@ -142,14 +163,14 @@ def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenize
                           targets(pairing, "block_output", None, False, "none"),
                           config.train, config.lora, desc).model
     if method == "seeking":
-        scores = seeking.sensitivities(teacher, seed_batch, config.lora.modules)
+        scores = _sensitivities(teacher, seed_batch, config.lora.modules, cache)
         model = seeking.plant(student, teacher, scores, config.lora)
         return fit_lora(model, tokenizer, train, all_layers, ce, None, config.train, desc).model
     if method == "laten":
         spec = laten.LatenSpec(steps_per_example=get_task(family).laten_steps, seed=config.train.seed)
         return laten.transfer(teacher, student, tokenizer, splits["extract"], splits["align"], spec, desc)[0]
     version = 1 if method == "semalign_v1" else 2
-    layers, pairing = semalign_plan(teacher, student, seed_batch, config, version)
+    layers, pairing = semalign_plan(teacher, student, seed_batch, config, version, cache)
     layer_loss = config.layer_loss or ("cosine" if version == 1 else "fisher")
     output_loss = config.output_loss or ("cosine_onehot" if version == 1 else "kl_teacher")
     if config.basis == "least_squares":
