@@ -77,6 +77,12 @@ def _log_prob(model: nn.Module, v: Tensor, y: int, h_final: Tensor, normaliser: 
     return F.log_softmax(logits.float(), dim=-1)[..., y]
 
 
+def contribution_scores(model: nn.Module, base: Tensor, contributions: Tensor, y: int, h_final: Tensor,
+                        normaliser: str) -> Tensor:
+    """log P_y(base + c) - log P_y(base) for every row c of ``contributions`` [n, D] at once: [n]."""
+    return _log_prob(model, base + contributions, y, h_final, normaliser) - _log_prob(model, base, y, h_final, normaliser)
+
+
 @torch.no_grad()
 def locate(model: nn.Module, tokenizer: PreTrainedTokenizerBase, item: TaskItem, n_neurons: dict[str, int],
            spec: LatenSpec) -> Location:
@@ -90,7 +96,6 @@ def locate(model: nn.Module, tokenizer: PreTrainedTokenizerBase, item: TaskItem,
     with record_io(watched) as io:
         model(**batch.model_inputs())
     h_final = io[f"block.{len(layers)}"][1][0, t]
-    score = lambda v: _log_prob(model, v, y, h_final, spec.normaliser)  # noqa: E731
     layer_scores = {"ffn": [], "attn": []}
     neurons: dict[str, dict[int, Tensor]] = {"ffn": {}, "attn": {}}
     for k in layers:
@@ -100,11 +105,11 @@ def locate(model: nn.Module, tokenizer: PreTrainedTokenizerBase, item: TaskItem,
         if spec.attention_value == "last_position":
             z = _expand_values(model, io[f"v_proj.{k}"][1][0, t])
         mid = residual + attn_out  # the MLP's residual input
-        layer_scores["attn"].append(score(residual + attn_out) - score(residual))
-        layer_scores["ffn"].append(score(mid + mlp_out) - score(mid))
+        layer_scores["attn"].append(contribution_scores(model, residual, attn_out, y, h_final, spec.normaliser))
+        layer_scores["ffn"].append(contribution_scores(model, mid, mlp_out, y, h_final, spec.normaliser))
         w_o, w_down = arch.projection(model, k, "o_proj").weight, arch.projection(model, k, "down_proj").weight
-        channel_scores = score(residual + (w_o * z).T) - score(residual)  # [n_channels]
-        neuron_scores = score(mid + (w_down * m).T) - score(mid)  # [n_neurons]
+        channel_scores = contribution_scores(model, residual, (w_o * z).T, y, h_final, spec.normaliser)
+        neuron_scores = contribution_scores(model, mid, (w_down * m).T, y, h_final, spec.normaliser)
         neurons["attn"][k] = channel_scores.argsort(descending=True)[: n_neurons["attn"]]
         neurons["ffn"][k] = neuron_scores.argsort(descending=True)[: n_neurons["ffn"]]
     return Location(neurons, {u: torch.stack(s) for u, s in layer_scores.items()})

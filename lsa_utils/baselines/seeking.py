@@ -7,7 +7,7 @@ then proceeds exactly as the `sft` control.
 1. sensitivity S(theta) = sum over seed examples of |theta * dL/dtheta| (response cross-entropy);
 2. the top L_S teacher layers by summed sensitivity, in depth order, map 1:1 onto the student's layers;
 3. in each selected matrix, the contiguous block of the student's shape with the largest summed
-   sensitivity (2-D prefix sums, ties to the first offset in row-major order);
+   sensitivity (sliding window sums, ties to the first offset in row-major order);
 4. a rank-r SVD of the block, B = U_r Sigma_r and A = V_r^T; W_S <- W_S - B A, LoRA(A, B) attached.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from peft import PeftModel
 from torch import Tensor, nn
 
@@ -50,14 +51,21 @@ def select_layers(scores: dict[tuple[int, str], Tensor], n_student: int) -> list
 
 
 def best_block(sensitivity: Tensor, shape: tuple[int, int]) -> tuple[int, int]:
-    """Top-left (row, col) of the ``shape`` block with the largest sum (vectorised 2-D prefix sums)."""
+    """Top-left (row, col) of the ``shape`` block with the largest sum; ties go to the first in row-major order.
+
+    Vectorised, and without a 2-D prefix table of the whole matrix: the column sums of every h-row window
+    come from the first window and the rows that enter and leave it (a cumulative sum down the offsets),
+    and the block sums from a prefix sum along each window's columns.
+    """
     h, w = shape
     rows, cols = sensitivity.shape
     if h > rows or w > cols:
         raise ValueError(f"block {shape} does not fit in a {tuple(sensitivity.shape)} matrix")
-    prefix = torch.zeros(rows + 1, cols + 1, dtype=torch.float64)
-    prefix[1:, 1:] = sensitivity.double().cumsum(0).cumsum(1)
-    sums = prefix[h:, w:] - prefix[:-h, w:] - prefix[h:, :-w] + prefix[:-h, :-w]  # [rows-h+1, cols-w+1]
+    s = sensitivity.double()
+    steps = torch.cat([s[:h].sum(dim=0, keepdim=True), s[h:] - s[:-h]])  # [rows-h+1, cols]
+    windows = steps.cumsum(dim=0)  # row r: the column sums of rows r .. r+h-1
+    prefix = F.pad(windows.cumsum(dim=1), (1, 0))  # [rows-h+1, cols+1]
+    sums = prefix[:, w:] - prefix[:, :-w]  # [rows-h+1, cols-w+1]: the sum of the block at each offset
     flat = int(torch.argmax(sums))  # the first maximum in row-major order
     return divmod(flat, sums.shape[1])
 
