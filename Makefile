@@ -14,7 +14,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 TORCH   ?= 2.13.0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test reproduce lab lock clean distclean
+.PHONY: help setup test reproduce bench lab lock clean distclean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,6 +37,9 @@ test: $(STAMP) ## run the test suite, offline
 
 reproduce: $(STAMP) ## run the notebooks in order, skipping up-to-date ones: PROFILE=cpu DEVICE=auto FORCE=1
 	$(PY) -m lsa_utils --profile $(PROFILE) --device $(DEVICE) $(if $(filter 1 yes true,$(FORCE)),--force)
+
+bench: $(STAMP) ## speed and memory benchmarks into results/tables/bench.csv and results/BENCH.md: PROFILE=cpu
+	$(OFFLINE) $(PY) -m lsa_utils.study.bench --profile $(PROFILE)
 
 lab: $(STAMP) ## open the notebooks in JupyterLab
 	$(PY) -m jupyter lab notebooks/
