@@ -12,6 +12,10 @@ imported on first use, so that modules which need no torch (the report, the stat
 from importlib import import_module
 from typing import Any
 
+from lsa_utils.infra.numerics import pin_numerics
+
+pin_numerics()  # before torch computes anything: the same kernels, so the same models, on every x86 machine
+
 _EXPORTS = {
     "align_hidden": "lsa_utils.semalign",
     "alignment_map": "lsa_utils.semalign",

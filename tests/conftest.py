@@ -5,6 +5,7 @@ import os
 # Set at import, before any test module imports transformers or datasets (they read these once).
 os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
+import lsa_utils  # noqa: E402,F401  (pins the numerical environment before torch computes anything)
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from transformers import (  # noqa: E402

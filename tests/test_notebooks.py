@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import nbformat
 import pandas as pd
@@ -30,6 +31,7 @@ def test_notebook_executes_and_leaves_a_run_record(results, notebook):
     assert all("ename" not in out for cell in executed.cells for out in cell.get("outputs", []))
     record = json.loads((results / "runs" / f"{notebook.stem}.json").read_text())
     assert record["profile"] == "smoke" and record["device"] == "cpu"
+    assert record["numerics"]["ATEN_CPU_CAPABILITY"] == os.environ.get("ATEN_CPU_CAPABILITY")
 
 
 def test_sources_are_output_free():

@@ -34,6 +34,7 @@ import papermill
 
 from lsa_utils.infra.cache import atomic_write, config_key
 from lsa_utils.infra.device import describe_device, resolve_device
+from lsa_utils.infra.numerics import numerics_in_force
 from lsa_utils.infra.paths import NOTEBOOKS_DIR, PACKAGE_DIR, REPO_ROOT, RESULTS_DIR
 from lsa_utils.infra.profiles import load_profile, merge_parameters, notebook_parameters
 
@@ -74,6 +75,7 @@ def run_notebook(
         **git,
         "versions": package_versions(),
         "device": resolved_device,
+        "numerics": numerics_in_force(),
         "started_at": started_at.isoformat(timespec="seconds"),
         "wall_time_s": round(time.perf_counter() - start, 2),
     }

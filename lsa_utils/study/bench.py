@@ -368,7 +368,8 @@ def run(profile_name: str, cache_dir: Path, n_workers: int, quick: bool = False)
 def report(table: pd.DataFrame, profile: str, seconds: float) -> str:
     """BENCH.md: every measurement, with the target where there is one and whether it is met."""
     lines = [f"# Benchmarks ({profile} profile)", "",
-             f"Written by `make bench` in {seconds / 60:.1f} minutes on {torch.get_num_threads()} threads. Ratios are "
+             f"Written by `make bench` in {seconds / 60:.1f} minutes on {torch.get_num_threads()} threads, ATen at "
+             f"{torch.backends.cpu.get_cpu_capability()}. Ratios are "
              "medians of interleaved pairs; see `lsa_utils/study/bench.py` for what each one times.", "",
              "| benchmark | variant | value | unit | target |", "|---|---|---|---|---|"]
     for row in table.itertuples():
