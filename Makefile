@@ -14,7 +14,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 TORCH   ?= 2.13.0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test reproduce bench lab lock clean distclean
+.PHONY: help setup test reproduce bench world-seeds lab lock clean distclean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,6 +40,9 @@ reproduce: $(STAMP) ## run the notebooks in order, skipping up-to-date ones: PRO
 
 bench: $(STAMP) ## speed and memory benchmarks into results/tables/bench.csv and results/BENCH.md: PROFILE=cpu
 	$(OFFLINE) $(PY) -m lsa_utils.study.bench --profile $(PROFILE)
+
+world-seeds: $(STAMP) ## the zoo on world seeds 0 1 2: do notebook 00's targets hold? into results/tables/world_seed*.csv
+	$(OFFLINE) $(PY) -m lsa_utils.study.world_seeds --profile $(PROFILE) --seeds 0 1 2
 
 lab: $(STAMP) ## open the notebooks in JupyterLab
 	$(PY) -m jupyter lab notebooks/

@@ -6,6 +6,9 @@ import os
 os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
 import lsa_utils  # noqa: E402,F401  (pins the numerical environment before torch computes anything)
+from lsa_utils.infra.numerics import configure_torch  # noqa: E402
+
+configure_torch()  # deterministic algorithms and the pinned thread count, as in every process of the study
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from transformers import (  # noqa: E402

@@ -1,13 +1,19 @@
-"""Every method runs through the one pipeline on tiny Llama models, and SemAlign's plan follows METHOD.md."""
+"""Every method and control runs through the one pipeline on tiny Llama models, and SemAlign's plan follows METHOD.md."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
+from lsa_utils.evaluation.scoring import evaluate_family
 from lsa_utils.models.batches import collate
-from lsa_utils.study.methods import METHODS, TransferConfig, semalign_plan, transfer_model
+from lsa_utils.semalign.targets import teacher_targets
+from lsa_utils.study.methods import (
+    CONTROLS, METHODS, TRANSDUCTIVE, TransferConfig, semalign_plan, teacher_answered, transfer_model,
+)
 from lsa_utils.semalign import LayerSource, critical_layers, layer_attribution, pair_layers
 from lsa_utils.training.trainer import LoraSpec, TrainSpec, response_logits
 
@@ -94,3 +100,65 @@ def test_teacher_statistics_are_computed_once_per_pair_and_batch(pair, tmp_path,
     monkeypatch.setattr("lsa_utils.baselines.seeking.sensitivities", recomputed)
     for method, expected in uncached.items():
         assert torch.equal(logits(method, cache), expected)
+
+
+def _facts(items):
+    return Dataset.from_list([item for item in items if "choices" in item and item["choices"]])
+
+
+@pytest.mark.parametrize("control", CONTROLS)
+def test_every_control_trains_through_the_same_pipeline(pair, control):
+    tokenizer, items, splits, student, teacher = pair
+    model = transfer_model(control, teacher, student, tokenizer, splits, "facts", TINY, test=_facts(items))
+    assert not torch.equal(response_logits(model, tokenizer, items[:2]), response_logits(student, tokenizer, items[:2]))
+
+
+@pytest.mark.parametrize("control", TRANSDUCTIVE)
+def test_the_transductive_controls_refuse_to_run_without_the_scored_items(pair, control):
+    tokenizer, _, splits, student, teacher = pair
+    with pytest.raises(ValueError, match="pass test="):
+        transfer_model(control, teacher, student, tokenizer, splits, "facts", TINY)
+
+
+def test_the_oracle_could_move_the_score(pair, make_tiny):
+    """Trained on the gold answers of the scored items, the oracle must fit them: lower loss, higher score."""
+    tokenizer, items, splits, _, teacher = pair
+    test = _facts(items)
+    student = make_tiny(len(tokenizer), 2, 16, seed=0)
+    with torch.no_grad():  # a random head of std 0.02 keeps every logit near 0, whatever the layers learn
+        student.lm_head.weight.mul_(25.0)
+    budget = replace(TINY, train=TrainSpec(epochs=20, lr=3e-2, batch_size=4))
+    oracle = transfer_model("oracle", teacher, student, tokenizer, splits, "facts", budget, test=test)
+    labels = collate(tokenizer, list(test)).labels
+    labels = labels[labels != -100]
+
+    def loss(model):
+        return torch.nn.functional.cross_entropy(response_logits(model, tokenizer, list(test)), labels).item()
+
+    assert loss(oracle) < loss(student) - 1.0
+    score = evaluate_family(student, tokenizer, "facts", test).score
+    assert evaluate_family(oracle, tokenizer, "facts", test).score > score
+
+
+def test_teacher_answers_are_gold_responses_with_the_teachers_answer(pair):
+    tokenizer, items, _, _, teacher = pair
+    facts = _facts(items)
+    answered = teacher_answered(teacher, tokenizer, "facts", facts)
+    picks = evaluate_family(teacher, tokenizer, "facts", facts).outputs
+    for item, new, pick in zip(facts, answered, picks):
+        assert new["response"] == item["response"].replace(item["answer"], pick, 1)
+        assert new["prompt"] == item["prompt"]
+    arith = Dataset.from_list([item for item in items if item["answer_prefix"] == "Answer :"][:2])
+    for item, new in zip(arith, teacher_answered(teacher, tokenizer, "arith", arith, max_new_tokens=4)):
+        assert new["response"].startswith(item["answer_prefix"] + " ")
+
+
+def test_shuffled_targets_keep_every_row_in_another_order(pair):
+    tokenizer, items, _, _, teacher = pair
+    targets = teacher_targets(teacher, tokenizer, items[:6], {1: LayerSource(2, 2, 0.0)}, "block_delta", None, True)
+    shuffled = targets.permuted(seed=0)
+    assert torch.equal(shuffled.offsets, targets.offsets)
+    assert not torch.equal(shuffled.layers[1], targets.layers[1])
+    order = [torch.nonzero((targets.layers[1] == row).all(dim=1))[0, 0].item() for row in shuffled.layers[1]]
+    assert sorted(order) == list(range(len(order)))  # a permutation of the rows, logits moved with them
+    assert torch.equal(shuffled.logits, targets.logits[order])

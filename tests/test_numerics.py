@@ -1,4 +1,5 @@
-"""Every process of the study runs ATen at the same CPU capability, so every x86 machine trains the same models."""
+"""Every process of the study runs ATen at the same CPU capability, deterministic algorithms and a pinned
+thread count, so every x86 machine trains the same models."""
 
 import json
 import os
@@ -32,5 +33,14 @@ def test_this_test_process_and_the_run_records_state_the_pin():
 
     assert torch.backends.cpu.get_cpu_capability() == "AVX2"  # conftest imports lsa_utils before torch computes
     state = numerics_in_force()
-    assert state == {"ATEN_CPU_CAPABILITY": "avx2", "cpu_capability": "AVX2"}
+    assert state["ATEN_CPU_CAPABILITY"] == "avx2" and state["cpu_capability"] == "AVX2"
     json.dumps(state)  # it goes into every run record as it is
+
+
+def test_torch_runs_deterministic_algorithms_on_the_pinned_thread_count():
+    import torch
+
+    state = numerics_in_force()  # conftest configures torch as every process of the study does
+    assert state["deterministic"] is True and torch.are_deterministic_algorithms_enabled()
+    assert state["threads"] == int(os.environ["LSA_NUM_THREADS"]) == torch.get_num_threads()
+    assert state["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"  # what deterministic cuBLAS needs on a GPU

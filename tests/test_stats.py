@@ -1,13 +1,16 @@
-"""The statistics of the transfer tables: t quantiles, intervals over seeds, paired differences."""
+"""The statistics of the transfer tables: intervals over seeds, and item-level verdicts checked by hand."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from lsa_utils.study.stats import paired_differences, summarise, t_quantile
+from lsa_utils.study.stats import (
+    clustered_mean, compare_items, gap_closed, item_correctness, summarise, t_quantile,
+)
 
 
 @pytest.mark.parametrize(("df", "expected"), [(1, 12.7062), (2, 4.3027), (4, 2.7764), (29, 2.0452)])
@@ -28,11 +31,58 @@ def test_summary_interval_over_seeds():
     assert row["n_seeds"] == 3
 
 
-def test_paired_differences_cancel_what_the_seeds_share():
-    rows = [("t", "arith", "sft", s, v) for s, v in enumerate([10.0, 30.0, 50.0])]
-    rows += [("t", "arith", "kd", s, v + 5.0) for s, v in enumerate([10.0, 30.0, 50.0])]
-    rows += [("t", "arith", "student", 0, 3.0)]
-    diff = paired_differences(_table(rows))
-    assert list(diff["method"]) == ["kd"]
-    assert diff.iloc[0]["mean_difference"] == pytest.approx(5.0)
-    assert diff.iloc[0]["high"] - diff.iloc[0]["low"] == pytest.approx(0.0)  # identical shifts: no spread
+def test_gap_closed_is_the_fraction_of_the_teacher_student_gap():
+    summary = summarise(_table([("t", "facts", m, 0, v) for m, v in
+                                [("student", 40.0), ("teacher", 60.0), ("sft", 45.0), ("oracle", 70.0)]]))
+    assert list(gap_closed(summary)) == pytest.approx([0.0, 1.0, 0.25, 1.5])
+
+
+def test_the_clustered_standard_error_by_hand():
+    # two clusters that each sum to +-1 around the mean 0.5: SE² = G/(G-1) * (1² + 1²) / N² = 2 * 2 / 16
+    mean, se, g = clustered_mean(np.array([1.0, 1.0, 0.0, 0.0]), np.array(["a", "a", "b", "b"]))
+    assert (mean, se, g) == (0.5, pytest.approx(0.5), 2)
+    # the same values, each cluster balanced: the differences cancel inside clusters
+    assert clustered_mean(np.array([1.0, 0.0, 0.0, 1.0]), np.array(["a", "a", "b", "b"]))[1] == 0.0
+    # one item per cluster: the ordinary standard error of the mean
+    x = np.array([3.0, 1.0, 4.0, 1.0, 5.0])
+    assert clustered_mean(x, np.arange(5))[1] == pytest.approx(x.std(ddof=1) / math.sqrt(5))
+
+
+def _items(method_bits: dict[str, str], clusters: list[str], seeds=(0, 1)) -> pd.DataFrame:
+    return pd.DataFrame([{"teacher": "t", "task": "facts", "method": m, "seed": s, "item": i, "cluster": clusters[i],
+                          "correct": int(bits[i])} for m, bits in method_bits.items() for s in seeds
+                         for i in range(len(clusters))])
+
+
+def test_item_comparison_by_hand():
+    clusters = [f"e{i}" for i in range(11)]  # 11 clusters: 10 degrees of freedom
+    items = _items({"sft": "00000000000", "kd": "11111111100", "laten": "10000000000"}, clusters)
+    result = compare_items(items, ["kd", "laten"]).set_index("method")
+    kd = result.loc["kd"]
+    d = np.array([100.0] * 9 + [0.0] * 2)  # per item, the same on both seeds
+    mean, se = d.mean(), math.sqrt(11 / 10 * ((2 * (d - d.mean())) ** 2).sum()) / 22
+    assert kd["mean_difference"] == pytest.approx(mean) and kd["se"] == pytest.approx(se)
+    assert kd["n_pairs"] == 22 and kd["n_clusters"] == 11 and kd["n_seeds"] == 2
+    assert kd["level"] == 0.025  # Bonferroni over the two methods compared
+    t_level, t_power = 2.6338, 0.8791  # t(1 - 0.0125, 10) and t(0.8, 10) from the tables
+    assert kd["high"] - kd["mean_difference"] == pytest.approx(t_level * se, rel=1e-4)
+    assert kd["mdd"] == pytest.approx((t_level + t_power) * se, rel=1e-4)
+    assert kd["verdict"] == "better than sft"
+    laten = result.loc["laten"]  # one item in eleven: not significant, bounded by the interval
+    assert not laten["significant"]
+    assert laten["verdict"] == f"no difference larger than {laten['high']:.1f} points"
+
+
+def test_identical_answers_give_no_evidence_and_a_zero_interval():
+    items = _items({"sft": "0110", "kd": "0110"}, ["a", "b", "c", "d"])
+    row = compare_items(items, ["kd"]).iloc[0]
+    assert (row["mean_difference"], row["p_value"], row["low"], row["high"]) == (0.0, 1.0, 0.0, 0.0)
+    assert row["verdict"] == "no difference larger than 0.0 points"
+
+
+def test_item_correctness_unpacks_the_runs_and_refuses_missing_clusters():
+    runs = pd.DataFrame([{"teacher": "t", "task": "facts", "method": "sft", "seed": 0, "correct": "101"}])
+    items = item_correctness(runs, {"facts": ["a", "b", "a"]})
+    assert list(items["correct"]) == [1, 0, 1] and list(items["cluster"]) == ["a", "b", "a"]
+    with pytest.raises(ValueError, match="3 items scored but 2 cluster labels"):
+        item_correctness(runs, {"facts": ["a", "b"]})

@@ -1,12 +1,18 @@
 """The numerical environment of every process of the study, set in one place before torch computes anything.
 
-Models trained from scratch turn last-bit differences into different models, and ATen picks its CPU
-kernels by the CPU it finds: an AVX-512 machine and an AVX2 machine train different zoos from the same
-corpus. Pinning ATen to the AVX2 kernels, which every current x86-64 CPU has, makes them train the same
-ones (measured: notebook 00's models.csv byte-identical on an AVX-512 AMD EPYC and on the AVX2 machine
-behind the earlier results). ATen reads the variable at its first operation, so `pin_numerics` runs
-when `lsa_utils` is first imported; kernels and worker processes inherit it. A value already in the
-environment wins, so ``ATEN_CPU_CAPABILITY=default`` restores the machine's own kernels.
+Models trained from scratch turn last-bit differences into different models, so three things are fixed:
+
+- **ATen's CPU kernels.** ATen picks its kernels by the CPU it finds, and an AVX-512 machine trains another
+  zoo than an AVX2 machine from the same corpus. Pinned to the AVX2 kernels, which every current x86-64
+  CPU has, they train the same ones (measured: notebook 00's models.csv byte-identical on an AVX-512 AMD
+  EPYC and on the AVX2 machine behind the earlier results). ATen reads the variable at its first
+  operation, so `pin_numerics` runs when `lsa_utils` is first imported; kernels and workers inherit it.
+- **Threads.** A process that trains uses `TRAINING_THREADS` intra-op threads (a grid worker: one), so a
+  bigger machine does not change the order of a reduction.
+- **Deterministic algorithms**, and cuBLAS's workspace size that they need on a GPU.
+
+A value already in the environment wins, so ``ATEN_CPU_CAPABILITY=default`` restores the machine's own
+kernels and ``LSA_NUM_THREADS=8`` more threads; run records state what was in force.
 """
 
 from __future__ import annotations
@@ -15,19 +21,32 @@ import os
 import platform
 import sys
 
+TRAINING_THREADS = 2  # the reference machine's core count; results were measured equal with 1 and 2
+PINNED = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8", "LSA_NUM_THREADS": str(TRAINING_THREADS)}
 PINNED_X86 = {"ATEN_CPU_CAPABILITY": "avx2"}
 
 
 def pin_numerics() -> None:
-    """Set the pinned variables unless the environment already sets them (x86-64 only)."""
-    if platform.machine().lower() in ("x86_64", "amd64"):
-        for name, value in PINNED_X86.items():
-            os.environ.setdefault(name, value)
+    """Set the pinned variables unless the environment already sets them (the ATen pin on x86-64 only)."""
+    pinned = PINNED | (PINNED_X86 if platform.machine().lower() in ("x86_64", "amd64") else {})
+    for name, value in pinned.items():
+        os.environ.setdefault(name, value)
 
 
-def numerics_in_force() -> dict[str, str | None]:
-    """What run records state: the requested variables and, once torch is loaded, the capability in use."""
-    state: dict[str, str | None] = {name: os.environ.get(name) for name in PINNED_X86}
+def configure_torch() -> None:
+    """Deterministic algorithms and the fixed intra-op thread count ``LSA_NUM_THREADS``."""
+    import torch
+
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.set_num_threads(int(os.environ.get("LSA_NUM_THREADS", TRAINING_THREADS)))
+
+
+def numerics_in_force() -> dict[str, str | int | bool | None]:
+    """What run records state: the pinned variables and, once torch is loaded, what torch uses."""
+    state: dict[str, str | int | bool | None] = {name: os.environ.get(name) for name in PINNED_X86 | PINNED}
     if "torch" in sys.modules:
-        state["cpu_capability"] = sys.modules["torch"].backends.cpu.get_cpu_capability()
+        torch = sys.modules["torch"]
+        state |= {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+                  "deterministic": torch.are_deterministic_algorithms_enabled()}
     return state

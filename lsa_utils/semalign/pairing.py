@@ -14,8 +14,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from torch import Tensor
 
 PAIRINGS = ("floor", "interpolate", "attribution", "last")
 
@@ -45,6 +47,12 @@ class LayerSource:
     def depth(self) -> float:
         """How deep the source sits, in teacher layers (``a + lam``)."""
         return self.a + self.lam
+
+    def mix(self, states: Mapping[int, Tensor]) -> Tensor:
+        """The target from per-layer teacher states ``{layer: [rows, D_T]}``."""
+        if self.b == self.a:
+            return states[self.a]
+        return (1 - self.lam) * states[self.a] + self.lam * states[self.b]
 
     def to_json(self) -> int | list:
         """A single layer as its number, an interpolated pair as ``[a, b, lam]`` (cache keys, tables)."""

@@ -45,6 +45,13 @@ class TargetSet:
     def rows(self, items: Sequence[int]) -> Tensor:
         return torch.cat([torch.arange(self.offsets[i], self.offsets[i + 1]) for i in items])
 
+    def permuted(self, seed: int) -> TargetSet:
+        """The same rows in a seeded random order across all items: each response position gets the target
+        (and logits) of a random position of the transfer set, so nothing item-specific of the teacher remains."""
+        order = torch.randperm(int(self.offsets[-1]), generator=torch.Generator().manual_seed(seed))
+        return TargetSet({k: v[order] for k, v in self.layers.items()}, self.offsets,
+                         self.logits[order] if self.logits is not None else None)
+
     def save(self, path: Path, metadata: Mapping[str, object]) -> None:
         extra = {"offsets": self.offsets} | ({"logits": self.logits} if self.logits is not None else {})
         save_activations(path, {**self.layers, **extra}, metadata)
@@ -98,10 +105,8 @@ def teacher_targets(teacher: nn.Module, tokenizer: PreTrainedTokenizerBase, item
                                                        batch_size):
         counts += item_counts
         for k, source in pairing.items():
-            h = acts[source.a]  # [rows, D_T]
-            if source.b != source.a:
-                h = (1 - source.lam) * h + source.lam * acts[source.b]
-            per_layer[k].append((align_hidden(h.float(), M) if M is not None else h.float()).cpu())
+            h = source.mix(acts).float()  # [rows, D_T]
+            per_layer[k].append((align_hidden(h, M) if M is not None else h).cpu())
         if with_logits:
             all_logits.append(logits)
     offsets = torch.tensor([0, *counts]).cumsum(0)

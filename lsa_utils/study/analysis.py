@@ -16,7 +16,8 @@ from transformers import PreTrainedTokenizerBase
 
 from lsa_utils.models.batches import collate
 from lsa_utils.semalign import (
-    align_hidden, critical_layers, layer_attribution, least_squares_map, pair_layers, recompose, served_layers,
+    LayerSource, align_hidden, critical_layers, layer_attribution, least_squares_map, pair_layers, recompose,
+    served_layers,
 )
 from lsa_utils.study.cka import cka_matrix
 from lsa_utils.tasks.spec import TaskItem
@@ -71,21 +72,25 @@ def pairing_table(attribution: pd.DataFrame, n_teacher: int, n_student: int, n_c
 
 
 def alignment_quality(teacher_states: Mapping[int, Tensor], student_states: Mapping[int, Tensor],
-                      maps: Mapping[str, Tensor], fit_fraction: float = 0.5) -> pd.DataFrame:
+                      maps: Mapping[str, Tensor], pairing: Mapping[int, LayerSource] | None = None,
+                      fit_fraction: float = 0.5) -> pd.DataFrame:
     """Cosine between mapped teacher states and the paired student states, per student layer.
 
-    ``maps`` are training-free alignment maps (as ``align_hidden`` uses them); a least-squares map is
-    fitted per layer pair on the first ``fit_fraction`` of the rows, and every map is scored on the rest.
+    ``pairing`` (student layer -> teacher source, as SemAlign's plan gives it) defaults to the floor map
+    over every student layer. ``maps`` are training-free alignment maps (as ``align_hidden`` uses them);
+    a least-squares map is fitted per layer pair on the first ``fit_fraction`` of the rows, and every map
+    is scored on the rest.
     """
-    pairing = pair_layers(len(teacher_states), len(student_states))
+    if pairing is None:
+        pairing = dict(enumerate(pair_layers(len(teacher_states), len(student_states)), start=1))
     rows = []
-    for k, source in enumerate(pairing, start=1):
-        h_t, h_s = teacher_states[source.a], student_states[k]  # the floor map: one layer each
+    for k, source in pairing.items():
+        h_t, h_s = source.mix(teacher_states), student_states[k]
         split = int(len(h_t) * fit_fraction)
         held_out_t, held_out_s = h_t[split:], h_s[split:]
         mapped = {name: align_hidden(held_out_t, M.float()) for name, M in maps.items()}
         mapped["least_squares"] = held_out_t @ least_squares_map(h_t[:split], h_s[:split]).T
-        rows += [{"student_layer": k, "teacher_layer": source.a, "map": name,
+        rows += [{"student_layer": k, "teacher_layer": source.to_json(), "map": name,
                   "cosine": F.cosine_similarity(x, held_out_s, dim=-1).mean().item()}
                  for name, x in mapped.items()]
     return pd.DataFrame(rows)

@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from lsa_utils.infra.numerics import configure_torch
+
 EXECUTORS = ("inprocess", "local", "slurm")
 
 
@@ -84,7 +86,8 @@ class LocalWorkers(Executor):
 
 def _start_worker(threads: int, devices: Any, on_gpu: bool) -> None:
     """A worker's numerics: a fixed number of threads, and its own GPU when there are some."""
-    torch.set_num_threads(threads)
+    os.environ["LSA_NUM_THREADS"] = str(threads)  # what `configure_torch` sets when the worker loads models
+    configure_torch()
     if on_gpu:
         os.environ["LSA_DEVICE"] = devices.get()  # resolve_device("auto") honours it
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from datasets import Dataset
+
 from lsa_utils.evaluation.scoring import evaluate_family
 from lsa_utils.infra.cache import atomic_write, config_key
 from lsa_utils.models.loading import ModelRecipe, ModelSet
@@ -23,8 +25,8 @@ from lsa_utils.study.executors import Executor
 from lsa_utils.study.methods import TargetCache, TransferConfig, transfer_model
 from lsa_utils.study.stats import UNTRAINED
 
-RUN_FORMAT = 1  # bump when a change of the methods or the evaluator changes results, so old runs are not reused
-ROWS = ("teacher", "student", "task", "method", "seed", "metric", "score")
+RUN_FORMAT = 2  # bump when a change of the methods or the evaluator changes results, so old runs are not reused
+ROWS = ("teacher", "student", "task", "method", "seed", "metric", "score", "train_score", "correct")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Job:
     config: TransferConfig  # seeded
     evaluation: dict
     n_test: int | None
+    n_fit: int  # train-split items scored as well, to see whether a method fits what it trained on
     cache_dir: str
     path: str  # where the run's record is written
 
@@ -47,16 +50,17 @@ class Job:
         """The run's row of the tidy table, read from its record."""
         record = json.loads(Path(self.path).read_text())
         return {"teacher": self.teacher, "student": self.student, "task": self.family, "method": self.method,
-                "seed": self.seed, "metric": record["metric"], "score": record["score"]}
+                "seed": self.seed, "metric": record["metric"], "score": record["score"],
+                "train_score": record["train_score"], "correct": record["correct"]}
 
 
 def grid_jobs(models: ModelSet, teacher: str, methods: Sequence[str], families: Sequence[str],
               seeds: Sequence[int], config: TransferConfig, cache_dir: Path, evaluation: dict,
-              n_test: int | None = None, student: str = "student") -> list[Job]:
+              n_test: int | None = None, n_fit: int = 0, student: str = "student") -> list[Job]:
     """Every (method, family, seed) of the grid as a job; untouched models run once (the first seed).
 
     A run's cache key holds everything it depends on. An untouched model's run depends only on that
-    model, so the student scored for Table 1 is reused for Table 2.
+    model, and the oracle's only on the student, so those of Table 1 are reused for Table 2.
     """
     pair = models.pair(teacher, student)
     jobs = []
@@ -64,28 +68,53 @@ def grid_jobs(models: ModelSet, teacher: str, methods: Sequence[str], families: 
         if method in UNTRAINED and seed != seeds[0]:
             continue
         seeded = replace(config, train=replace(config.train, seed=seed))
-        source = {"pair": pair.key} if method not in UNTRAINED else {"model": pair.model_key(method)}
+        source = ({"model": pair.model_key(method)} if method in UNTRAINED
+                  else {"student": pair.student_key} if method == "oracle" else {"pair": pair.key})
         key = config_key({"format": RUN_FORMAT, **source, "method": method, "family": family, "seed": seed,
-                          "n_test": n_test, "evaluation": evaluation,
+                          "n_test": n_test, "n_fit": n_fit, "evaluation": evaluation,
                           "config": asdict(seeded) if method not in UNTRAINED else None})
         path = Path(cache_dir).resolve() / "transfer" / f"{method}-{family}-{key}.json"
         jobs.append(Job(models.recipe, teacher, student, method, family, seed, seeded, dict(evaluation), n_test,
-                        str(Path(cache_dir).resolve()), str(path)))
+                        n_fit, str(Path(cache_dir).resolve()), str(path)))
     return jobs
 
 
+def item_clusters(models: ModelSet, families: Sequence[str], n_test: int | None = None) -> dict[str, list[str]]:
+    """Per task, what each scored test item recalls (its first subject: an entity or a function), the
+    clusters of the item-level statistics."""
+    return {family: [row["subjects"][0] for row in _first(models.tasks[family]["test"], n_test)]
+            for family in families}
+
+
 def execute(job: Job) -> Job:
-    """Transfer and score one run, and write its record (atomically); the models load once per process."""
+    """Transfer and score one run, and write its record (atomically); the models load once per process.
+
+    The record holds the test score, the correctness of every test item (a string of 0 and 1, in item
+    order, for the item-level statistics) and the score on the first ``n_fit`` train items.
+    """
     models = job.models.load()
     pair = models.pair(job.teacher, job.student)
     splits = models.tasks[job.family]
-    test = splits["test"].select(range(min(job.n_test, len(splits["test"])))) if job.n_test else splits["test"]
+    test = _first(splits["test"], job.n_test)
     model = transfer_model(job.method, pair.teacher, pair.student, models.tokenizer, splits, job.family, job.config,
-                           TargetCache(Path(job.cache_dir) / "targets", pair.key))
+                           TargetCache(Path(job.cache_dir) / "targets", pair.key), test, job.evaluation)
     result = evaluate_family(model, models.tokenizer, job.family, test, **job.evaluation)
+    train_score = (evaluate_family(model, models.tokenizer, job.family, _first(splits["train"], job.n_fit),
+                                   **job.evaluation).score if job.n_fit else None)
+    record = {"metric": result.metric, "score": result.score, "train_score": train_score,
+              "correct": "".join("1" if ok else "0" for ok in result.correct)}
     with atomic_write(Path(job.path)) as tmp:
-        tmp.write_text(json.dumps({"metric": result.metric, "score": result.score}))
+        tmp.write_text(json.dumps(record))
     return job
+
+
+def _first(split: Dataset, n: int | None) -> Dataset:
+    """The first ``n`` items of a split (all of them for None), refusing more than it has."""
+    if n is None:
+        return split
+    if n > len(split):
+        raise ValueError(f"asked for {n} items of a split of {len(split)}: lower n_test / n_fit or enlarge the world")
+    return split.select(range(n))
 
 
 def run_jobs(jobs: Sequence[Job], executor: Executor | None = None, desc: str = "transfer runs") -> pd.DataFrame:
@@ -99,9 +128,9 @@ def run_jobs(jobs: Sequence[Job], executor: Executor | None = None, desc: str = 
 
 def run_grid(models: ModelSet, teacher: str, methods: Sequence[str], families: Sequence[str],
              seeds: Sequence[int], config: TransferConfig, cache_dir: Path, evaluation: dict,
-             n_test: int | None = None, executor: Executor | None = None) -> pd.DataFrame:
+             n_test: int | None = None, executor: Executor | None = None, n_fit: int = 0) -> pd.DataFrame:
     """Scores of every (method, family, seed) from ``teacher`` to the student, one tidy row each."""
-    jobs = grid_jobs(models, teacher, methods, families, seeds, config, cache_dir, evaluation, n_test)
+    jobs = grid_jobs(models, teacher, methods, families, seeds, config, cache_dir, evaluation, n_test, n_fit)
     return run_jobs(jobs, executor)
 
 

@@ -16,20 +16,33 @@ laten              logit-lens location, hypernetwork injection, no fine-tuning o
 semalign_v1        LoRA on the student layers paired with critical teacher layers, cosine losses
 semalign_v2        the frontier schedule over student layers, Fisher layer loss, KL output loss
 =================  ==============================================================================
+
+Three controls bound what a method could show, through the same trainer and the same number of
+optimiser steps (they are not transfer methods, and tables label them as controls):
+
+=================  ==============================================================================
+control            what it trains on
+=================  ==============================================================================
+oracle             the gold responses of the scored test prompts: a transductive upper bound
+teacher_answers    the teacher's own answers to the scored test prompts: the ceiling of output transfer
+semalign_shuffled  SemAlign v1 with its teacher targets permuted across items: a gain it shows is not
+                   the teacher's knowledge
+=================  ==============================================================================
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from datasets import DatasetDict
+from datasets import Dataset, DatasetDict
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from lsa_utils.baselines import laten, seeking
+from lsa_utils.evaluation.scoring import evaluate_family
 from lsa_utils.models import arch
 from lsa_utils.models.batches import Batch, collate
 from lsa_utils.semalign import (
@@ -43,6 +56,8 @@ from lsa_utils.tasks.spec import TaskItem, get_task
 from lsa_utils.training.trainer import LoraSpec, Supervision, TrainSpec, fit_lora, train_lora
 
 METHODS = ("student", "teacher", "sft", "kd", "layerwise_kd", "seeking", "laten", "semalign_v1", "semalign_v2")
+CONTROLS = ("oracle", "teacher_answers", "semalign_shuffled")
+TRANSDUCTIVE = ("oracle", "teacher_answers")  # the controls that train on the scored test prompts
 
 
 @dataclass(frozen=True)
@@ -124,15 +139,43 @@ def semalign_plan(teacher: nn.Module, student: nn.Module, seed_batch: Batch, con
     return layers, {k: pairing[k - 1] for k in layers}
 
 
+def teacher_answered(teacher: nn.Module, tokenizer: PreTrainedTokenizerBase, family: str, items: Dataset,
+                     max_new_tokens: int = 64, batch_size: int = 64) -> list[TaskItem]:
+    """``items`` with the teacher's answer as the response, in the format of the gold response.
+
+    Multiple choice: the gold response with the gold answer replaced by the teacher's pick; generation: the
+    answer prefix followed by the teacher's greedy continuation.
+    """
+    answers = evaluate_family(teacher, tokenizer, family, items, max_new_tokens, batch_size).outputs
+    answered = []
+    for item, answer in zip(items, answers):
+        prefix = item["answer_prefix"]
+        if get_task(family).scoring == "multiple_choice":
+            response = prefix + item["response"][len(prefix):].replace(item["answer"], answer, 1)
+        else:
+            joint = "" if prefix[-1:].isspace() or answer[:1].isspace() else " "
+            response = f"{prefix}{joint}{answer}"
+        answered.append({**item, "response": response})
+    return answered
+
+
+def _cycled(items: Sequence[TaskItem], n: int) -> list[TaskItem]:
+    """``n`` items cycling through ``items``: a control on the test prompts takes the steps of ``n`` train items."""
+    return [items[i % len(items)] for i in range(n)]
+
+
 def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenizer: PreTrainedTokenizerBase,
                    splits: DatasetDict, family: str, config: TransferConfig = TransferConfig(),
-                   cache: TargetCache | None = None) -> nn.Module:
-    """The model a method produces for one task family (train / align / extract splits of ``splits``).
+                   cache: TargetCache | None = None, test: Dataset | None = None,
+                   evaluation: Mapping[str, int] | None = None) -> nn.Module:
+    """The model a method or control produces for one task family (train / align / extract of ``splits``).
 
     With ``cache``, teacher targets are stored as safetensors and reused by every run that needs the same
-    ones (the seeds of a method, and methods that share them)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    ones (the seeds of a method, and methods that share them). ``test`` (the scored items) and
+    ``evaluation`` (the evaluator's settings, for the teacher's answers) are read only by the transductive
+    controls."""
+    if method not in (*METHODS, *CONTROLS):
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join((*METHODS, *CONTROLS))}")
     if method == "student":
         return student
     if method == "teacher":
@@ -142,9 +185,16 @@ def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenize
         train = train.select(range(min(config.n_train, len(train))))
     n_s = arch.n_layers(student)
     all_layers = list(range(1, n_s + 1))
-    seed_batch = collate(tokenizer, [train[i] for i in range(min(config.n_seed_examples, len(train)))])
     ce = Supervision(layer_loss=None, output_loss="ce")
     desc = f"{method} on {family}"
+    if method in TRANSDUCTIVE:
+        if test is None:
+            raise ValueError(f"the {method} control trains on the scored items: pass test=<the test items>")
+        items = list(test) if method == "oracle" else teacher_answered(teacher, tokenizer, family, test,
+                                                                       **(evaluation or {}))
+        return train_lora(student, tokenizer, _cycled(items, len(train)), all_layers, ce, None, config.train,
+                          config.lora, desc).model
+    seed_batch = collate(tokenizer, [train[i] for i in range(min(config.n_seed_examples, len(train)))])
 
     def targets(pairing: Pairing, site: str, M: Tensor | None, with_logits: bool, map_name: str):
         return cached_teacher_targets(cache.directory if cache else None, {"pair": cache.pair if cache else "",
@@ -169,7 +219,7 @@ def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenize
     if method == "laten":
         spec = laten.LatenSpec(steps_per_example=get_task(family).laten_steps, seed=config.train.seed)
         return laten.transfer(teacher, student, tokenizer, splits["extract"], splits["align"], spec, desc)[0]
-    version = 1 if method == "semalign_v1" else 2
+    version = 2 if method == "semalign_v2" else 1
     layers, pairing = semalign_plan(teacher, student, seed_batch, config, version, cache)
     layer_loss = config.layer_loss or ("cosine" if version == 1 else "fisher")
     output_loss = config.output_loss or ("cosine_onehot" if version == 1 else "kl_teacher")
@@ -180,4 +230,6 @@ def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenize
     spec = replace(config.train, schedule="single" if version == 1 else "frontier")
     supervision = Supervision(tuple(layers), config.site, layer_loss, output_loss)
     semalign_targets = targets(pairing, config.site, M, "kl" in output_loss, config.basis)
+    if method == "semalign_shuffled":
+        semalign_targets = semalign_targets.permuted(config.train.seed)
     return train_lora(student, tokenizer, train, layers, supervision, semalign_targets, spec, config.lora, desc).model

@@ -86,13 +86,16 @@ def plot_pairing(pairing: pd.DataFrame, n_teacher: int, n_student: int) -> plt.F
 
 
 def plot_alignment_quality(table: pd.DataFrame) -> plt.Figure:
-    """Held-out cosine between mapped teacher states and paired student states, per map and layer."""
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    sns.barplot(table, x="student_layer", y="cosine", hue="map", ax=ax)
-    ax.set(xlabel="student layer (paired teacher layer by the floor map)", ylabel="cosine on held-out tokens",
-           ylim=(min(0, table["cosine"].min() - 0.05), 1))
-    ax.legend(frameon=False, fontsize=8)
-    return fig
+    """Held-out cosine between mapped teacher states and the paired student states, mean over the paired
+    layers: one panel per (pairing, site), the panel where SemAlign trains marked in its title."""
+    grid = sns.catplot(table, x="task", y="cosine", hue="map", row="pairing", col="site", kind="bar",
+                       errorbar=None, height=2.6, aspect=1.5)
+    for (pairing, site), ax in grid.axes_dict.items():
+        trains = table[(table["pairing"] == pairing) & (table["site"] == site)]["at_training_site"].any()
+        ax.set_title(f"{pairing} at {site}" + ("  (where SemAlign trains)" if trains else ""), fontsize=9)
+        ax.axhline(0, color="k", linewidth=0.6)
+    grid.set_axis_labels("", "cosine on held-out tokens")
+    return grid.figure
 
 
 def plot_cka(matrices: dict, row_label: str = "teacher layer") -> plt.Figure:
@@ -125,8 +128,9 @@ def plot_transfer(summary: pd.DataFrame, title: str) -> plt.Figure:
     return fig
 
 
-def plot_paired_differences(table: pd.DataFrame) -> plt.Figure:
-    """Each method minus the sft control on the same seeds, with the 95% interval of the mean."""
+def plot_paired_differences(table: pd.DataFrame, title: str) -> plt.Figure:
+    """Each method minus the sft control (``mean_difference`` with its ``low`` / ``high`` interval, as the
+    table says; ``title`` names the interval), one panel per task."""
     grid = sns.FacetGrid(table, col="task", col_wrap=min(4, table["task"].nunique()), height=2.8, sharex=False,
                          sharey=False)
 
@@ -140,6 +144,8 @@ def plot_paired_differences(table: pd.DataFrame) -> plt.Figure:
 
     grid.map_dataframe(draw)
     grid.set_axis_labels("score - sft (points)", "")
+    grid.figure.suptitle(title, fontsize=9)
+    grid.figure.tight_layout()
     return grid.figure
 
 

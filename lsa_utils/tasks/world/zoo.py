@@ -29,6 +29,7 @@ from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from lsa_utils.infra.cache import atomic_dir, config_key
+from lsa_utils.infra.numerics import configure_torch
 from lsa_utils.tasks.spec import WORLD_TASKS, get_task
 from lsa_utils.tasks.world import (
     CorpusMix,
@@ -240,6 +241,7 @@ def _train_and_save(model: LlamaForCausalLM, ids: torch.Tensor, budget: Training
 def load_zoo(config: ZooConfig, cache_dir: Path,
              device: torch.device) -> tuple[WorldAssets, dict[str, LlamaForCausalLM]]:
     """The world and its three models, training (and caching) whatever is missing."""
+    configure_torch()
     with quiet_hf_progress():
         return _load_zoo(config, Path(cache_dir), device)
 
