@@ -113,3 +113,23 @@ def test_frequency_terciles_split_items_that_share_a_subject():
     items = pd.DataFrame({"model": "m", "task": "code_complete", "item": range(6), "correct": [0, 0, 1, 1, 1, 1]})
     table = zoo_module.scores_by_frequency(items, tasks).set_index("frequency")["score"]
     assert table.to_dict() == {"rare": 0.0, "middle": 100.0, "common": 100.0}
+
+
+def test_world_seeds_tabulate_each_seed_and_the_report_shows_the_spread(tmp_path):
+    """`make world-seeds`: one zoo per world seed, its scores and design checks, and the report's section."""
+    from lsa_utils.infra.outputs import save_table
+    from lsa_utils.study.report import build_report
+    from lsa_utils.study.world_seeds import seed_zoo, world_seed_tables
+
+    scores, checks = world_seed_tables(TINY, [0, 1], tmp_path / "cache", {"max_new_tokens": 8, "batch_size": 8},
+                                       device="cpu")
+    assert set(scores["world_seed"]) == set(checks["world_seed"]) == {0, 1}
+    assert len(scores) == 2 * len(MODEL_NAMES) * 4  # every model on every task, per seed
+    assert set(checks["check"]) == {"teacher - student", "student - chance", "code_teacher - teacher"}
+    assert world_key(ZooConfig.from_dict(seed_zoo(TINY, 1))) != world_key(ZooConfig.from_dict(TINY))
+    save_table(scores.assign(profile="tiny"), tmp_path / "results" / "tables" / "world_seeds.csv")
+    save_table(checks.assign(profile="tiny"), tmp_path / "results" / "tables" / "world_seed_checks.csv")
+    report = build_report(tmp_path / "results", "tiny")
+    assert "How much the zoo varies with the world seed" in report
+    assert "world seeds 0, 1" in report
+    assert "world seed" not in build_report(tmp_path / "results", "other profile")

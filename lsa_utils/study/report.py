@@ -231,6 +231,28 @@ def _figures_section(results: Path) -> list[str]:
     return lines + [""]
 
 
+def _world_seed_lines(results: Path, profile: str) -> list[str]:
+    """How much the zoo itself varies with the world seed (`make world-seeds`), when this profile has run it."""
+    scores, checks = _read(results, "world_seeds.csv"), _read(results, "world_seed_checks.csv")
+    if scores is None or checks is None:
+        return []
+    scores, checks = scores[scores["profile"] == profile], checks[checks["profile"] == profile]
+    if scores.empty:
+        return []
+    seeds = sorted(scores["world_seed"].unique())
+    spread = (scores.groupby(["task", "model"])["score"].agg(["mean", "min", "max"])
+              .assign(range=lambda t: t["max"] - t["min"]).round(1))
+    wide = checks.pivot_table(index=["task", "check"], columns="world_seed", values="value").round(1)
+    wide.index = [f"{task}: {check}" for task, check in wide.index]
+    failed = checks.loc[~checks["met"], ["world_seed", "task", "check"]]
+    verdict = ("Every design target of notebook 00 holds on every world seed." if failed.empty else
+               "Targets missed: " + "; ".join(f"seed {r.world_seed} {r.task} {r.check}" for r in failed.itertuples()))
+    return ["### How much the zoo varies with the world seed", "",
+            f"`make world-seeds` trains the profile's zoo on world seeds {', '.join(map(str, seeds))}. {verdict} "
+            "Scores per model and task across those seeds (points):", "", _markdown(spread), "",
+            "The design targets per seed:", "", _markdown(wide), ""]
+
+
 def build_report(results: Path, profile: str) -> str:
     """The whole report as Markdown, from whatever tables exist under ``results``."""
     results = Path(results)
@@ -243,5 +265,6 @@ def build_report(results: Path, profile: str) -> str:
     if models is not None:
         wide = models.pivot(index="task", columns="model", values="score").round(1)
         lines += ["## The models (notebook 00)", "", _markdown(wide), ""]
+    lines += _world_seed_lines(results, profile)
     return "\n".join(lines + _transfer_section(results) + _ablation_section(results) + _claims_section(results)
                      + _figures_section(results))
