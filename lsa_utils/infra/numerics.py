@@ -2,11 +2,13 @@
 
 Models trained from scratch turn last-bit differences into different models, so three things are fixed:
 
-- **ATen's CPU kernels.** ATen picks its kernels by the CPU it finds, and an AVX-512 machine trains another
-  zoo than an AVX2 machine from the same corpus. Pinned to the AVX2 kernels, which every current x86-64
-  CPU has, they train the same ones (measured: notebook 00's models.csv byte-identical on an AVX-512 AMD
-  EPYC and on the AVX2 machine behind the earlier results). ATen reads the variable at its first
-  operation, so `pin_numerics` runs when `lsa_utils` is first imported; kernels and workers inherit it.
+- **The CPU code paths.** ATen, MKL (torch's BLAS on x86) and oneDNN each pick their kernels by the CPU
+  they find, and an AVX-512 machine trains another zoo than an AVX2 machine from the same corpus. All
+  three are pinned to their AVX2 paths, which every current x86-64 CPU has. Measured: with ATen pinned
+  alone, notebook 00's models.csv was byte-identical on an AVX-512 AMD EPYC and an AVX2 machine, but an
+  AVX-512 Intel Xeon still trained other weights (MKL takes its AVX-512 path there; with ``MKL_CBWR=AVX2``
+  the weights match). Each library reads its variable when it first computes, so `pin_numerics` runs when
+  `lsa_utils` is first imported; kernels and workers inherit the environment.
 - **Threads.** A process that trains uses `TRAINING_THREADS` intra-op threads (a grid worker: one), so a
   bigger machine does not change the order of a reduction.
 - **Deterministic algorithms**, and cuBLAS's workspace size that they need on a GPU.
@@ -23,7 +25,7 @@ import sys
 
 TRAINING_THREADS = 2  # the reference machine's core count; results were measured equal with 1 and 2
 PINNED = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8", "LSA_NUM_THREADS": str(TRAINING_THREADS)}
-PINNED_X86 = {"ATEN_CPU_CAPABILITY": "avx2"}
+PINNED_X86 = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def pin_numerics() -> None:
