@@ -29,7 +29,7 @@ PINNED_X86 = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU
 
 
 def pin_numerics() -> None:
-    """Set the pinned variables unless the environment already sets them (the ATen pin on x86-64 only)."""
+    """Set the pinned variables unless the environment already sets them (the CPU code paths on x86-64 only)."""
     pinned = PINNED | (PINNED_X86 if platform.machine().lower() in ("x86_64", "amd64") else {})
     for name, value in pinned.items():
         os.environ.setdefault(name, value)

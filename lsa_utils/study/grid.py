@@ -14,9 +14,8 @@ from itertools import product
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
-
 from datasets import Dataset
+from tqdm.auto import tqdm
 
 from lsa_utils.evaluation.scoring import evaluate_family
 from lsa_utils.infra.cache import atomic_write, config_key

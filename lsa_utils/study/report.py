@@ -111,15 +111,13 @@ def _budget_lines(table: pd.DataFrame) -> list[str]:
              "| source | task | student | teacher | oracle (gap closed) | teacher_answers (gap closed) | "
              "sft (gap closed) | train items: student -> sft |", "|---|---|---|---|---|---|---|---|"]
     for teacher, task in dict.fromkeys(zip(summary["teacher"], summary["task"])):
-        def cell(method: str) -> str:
+        def cell(method: str, with_gap: bool = True) -> str:
             if (teacher, task, method) not in means.index:
                 return "-"
             row = means.loc[(teacher, task, method)]
-            return f"{row['mean']:.1f} ({row['gap_closed']:.0%})"
-        score = {m: means.loc[(teacher, task, m), "mean"] if (teacher, task, m) in means.index else float("nan")
-                 for m in ("student", "teacher")}
+            return f"{row['mean']:.1f}" + (f" ({row['gap_closed']:.0%})" if with_gap else "")
         fits = " -> ".join(f"{fit.get((teacher, task, m), float('nan')):.1f}" for m in ("student", "sft"))
-        lines.append(f"| {teacher} | {task} | {score['student']:.1f} | {score['teacher']:.1f} | {cell('oracle')} | "
+        lines.append(f"| {teacher} | {task} | {cell('student', False)} | {cell('teacher', False)} | {cell('oracle')} | "
                      f"{cell('teacher_answers')} | {cell('sft')} | {fits} |")
     return lines + [""]
 
