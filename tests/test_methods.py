@@ -12,7 +12,8 @@ from lsa_utils.evaluation.scoring import evaluate_family
 from lsa_utils.models.batches import collate
 from lsa_utils.semalign.targets import teacher_targets
 from lsa_utils.study.methods import (
-    CONTROLS, METHODS, TRANSDUCTIVE, TransferConfig, semalign_plan, teacher_answered, transfer_model,
+    CONTROLS, METHODS, TRANSDUCTIVE, TransferConfig, budgeted_train, semalign_plan, teacher_answered,
+    transfer_model,
 )
 from lsa_utils.semalign import LayerSource, critical_layers, layer_attribution, pair_layers
 from lsa_utils.training.trainer import LoraSpec, TrainSpec, response_logits
@@ -138,6 +139,14 @@ def test_the_oracle_could_move_the_score(pair, make_tiny):
     assert loss(oracle) < loss(student) - 1.0
     score = evaluate_family(student, tokenizer, "facts", test).score
     assert evaluate_family(oracle, tokenizer, "facts", test).score > score
+
+
+def test_the_budget_is_the_same_number_of_items_for_every_split_size():
+    """A split shorter than ``n_train`` is cycled (the same steps on every family), a longer one cut."""
+    split = Dataset.from_list([{"prompt": str(i)} for i in range(3)])
+    assert budgeted_train(split, 7)["prompt"] == ["0", "1", "2", "0", "1", "2", "0"]
+    assert budgeted_train(split, 2)["prompt"] == ["0", "1"]
+    assert budgeted_train(split, None) is split
 
 
 def test_teacher_answers_are_gold_responses_with_the_teachers_answer(pair):

@@ -9,6 +9,7 @@ import nbformat
 import pandas as pd
 import pytest
 
+from lsa_utils.infra.numerics import cpu_name
 from lsa_utils.infra.paths import NOTEBOOKS_DIR
 from lsa_utils.infra.runner import run_notebook
 
@@ -31,7 +32,10 @@ def test_notebook_executes_and_leaves_a_run_record(results, notebook):
     assert all("ename" not in out for cell in executed.cells for out in cell.get("outputs", []))
     record = json.loads((results / "runs" / f"{notebook.stem}.json").read_text())
     assert record["profile"] == "smoke" and record["device"] == "cpu"
-    assert record["numerics"]["ATEN_CPU_CAPABILITY"] == os.environ.get("ATEN_CPU_CAPABILITY")
+    numerics = record["numerics"]
+    assert numerics["ATEN_CPU_CAPABILITY"] == os.environ.get("ATEN_CPU_CAPABILITY")
+    assert numerics["deterministic"] is True and numerics["threads"] == int(os.environ["LSA_NUM_THREADS"])
+    assert numerics["cpu"] == cpu_name()  # MKL's products depend on the CPU's vendor
 
 
 def test_sources_are_output_free():

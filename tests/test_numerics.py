@@ -34,7 +34,7 @@ MATMUL = ("torch.manual_seed(0); a = torch.randn(257, 509); b = torch.randn(509,
 @pytest.mark.skipif(not X86, reason="the pin is for x86-64 CPUs")
 def test_importing_the_package_runs_mkl_on_its_avx2_path():
     """A BLAS product after `import lsa_utils` is bit-identical to one with MKL_CBWR=AVX2 set by hand (on an
-    AVX-512 Intel CPU, MKL's own choice gives other bits)."""
+    AVX-512 Intel CPU, MKL's own choice gives other bits; on other vendors MKL ignores the branch)."""
     env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
 
     def product(code: str, extra: dict[str, str]) -> str:
@@ -55,6 +55,13 @@ def test_this_test_process_and_the_run_records_state_the_pin():
     assert state["ATEN_CPU_CAPABILITY"] == "avx2" and state["cpu_capability"] == "AVX2"
     assert state["MKL_CBWR"] == "AVX2" and state["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     json.dumps(state)  # it goes into every run record as it is
+
+
+def test_run_records_name_the_cpu():
+    name = numerics_in_force()["cpu"]
+    assert isinstance(name, str) and name
+    if X86 and os.path.exists("/proc/cpuinfo"):
+        assert name.split()[0] in ("GenuineIntel", "AuthenticAMD", "HygonGenuine", "CentaurHauls")
 
 
 def test_torch_runs_deterministic_algorithms_on_the_pinned_thread_count():

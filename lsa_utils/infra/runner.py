@@ -34,7 +34,7 @@ import papermill
 
 from lsa_utils.infra.cache import atomic_write, config_key
 from lsa_utils.infra.device import describe_device, resolve_device
-from lsa_utils.infra.numerics import numerics_in_force
+from lsa_utils.infra.numerics import configure_torch, numerics_in_force
 from lsa_utils.infra.paths import NOTEBOOKS_DIR, PACKAGE_DIR, REPO_ROOT, RESULTS_DIR
 from lsa_utils.infra.profiles import load_profile, merge_parameters, notebook_parameters
 
@@ -67,6 +67,7 @@ def run_notebook(
 
     started_at, start, wall_start = datetime.now(timezone.utc), time.perf_counter(), time.time()
     executed = _execute(notebook, results_dir / "executed" / notebook.name, parameters)
+    configure_torch()  # as every process that computes does, so the record states what they ran under
     record = {
         "notebook": notebook.name,
         "profile": Path(profile).stem,

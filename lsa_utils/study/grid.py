@@ -24,7 +24,7 @@ from lsa_utils.study.executors import Executor
 from lsa_utils.study.methods import TargetCache, TransferConfig, transfer_model
 from lsa_utils.study.stats import UNTRAINED
 
-RUN_FORMAT = 2  # bump when a change of the methods or the evaluator changes results, so old runs are not reused
+RUN_FORMAT = 3  # bump when a change of the methods or the evaluator changes results, so old runs are not reused
 ROWS = ("teacher", "student", "task", "method", "seed", "metric", "score", "train_score", "correct")
 
 
