@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from datasets import Dataset, DatasetDict
+from tokenizers import processors
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from lsa_utils.evaluation.scoring import evaluate_family, extract_program, judge, last_number, score_models
+from lsa_utils.models.batches import collate, encode_context
+from lsa_utils.tasks.prompts import evaluation_context
 from lsa_utils.tasks.spec import WORLD_TASKS
 from lsa_utils.tasks.world import CorpusMix, WorldConfig, build_tokenizer, build_world, pretraining_documents
 from lsa_utils.tasks.world.items import split_items
@@ -92,3 +97,29 @@ def test_scores_are_cached_per_model_and_family(tmp_path):
     assert first.equals(again) and items.equals(items_again)
     score_models({"m": model}, tokenizer, tasks, cache=tmp_path, model_keys={"m": "k2"})  # ...a new key is
     assert len(list((tmp_path / "scores").glob("m-facts-*.json"))) == 2
+
+
+def _variant(tokenizer, padding_side: str, adds_bos: bool):
+    """The same vocabulary with another padding side and, optionally, a BOS prepended (as Llama's does)."""
+    variant = copy.deepcopy(tokenizer)
+    variant.padding_side = padding_side
+    if adds_bos:
+        bos = variant.bos_token
+        variant.backend_tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", special_tokens=[(bos, variant.bos_token_id)])
+    return variant
+
+
+@pytest.mark.parametrize("padding_side,adds_bos", [("right", False), ("left", True), ("right", True)])
+@pytest.mark.parametrize("family", ["facts", "arith"])
+def test_batched_scores_match_single_item_scores_whatever_the_tokenizer(family, padding_side, adds_bos):
+    data = _split(family)
+    tokenizer, model = _tiny_model(data)
+    variant = _variant(tokenizer, padding_side, adds_bos)
+    if adds_bos:  # training and scoring see the same context: BOS first, in both
+        context = encode_context(variant, evaluation_context(data[0]))
+        assert context[0] == variant.bos_token_id and context[1:] == encode_context(tokenizer, evaluation_context(data[0]))
+        assert collate(variant, [data[0]]).input_ids[0, 0] == variant.bos_token_id
+    batched = evaluate_family(model, variant, family, data, max_new_tokens=6, batch_size=16)
+    single = evaluate_family(model, variant, family, data, max_new_tokens=6, batch_size=1)
+    assert batched.outputs == single.outputs and batched.correct == single.correct

@@ -41,6 +41,18 @@ def test_every_method_returns_a_model_of_the_right_kind(pair, method):
     assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())  # the student itself untouched
 
 
+@pytest.mark.parametrize("method", METHODS + CONTROLS)
+def test_every_method_and_control_runs_in_bf16(pair, make_tiny, method):
+    """Real pairs load in bf16 on a GPU: bases, maps, hypernetworks and losses meet bf16 states without a
+    dtype error, and the trained model stays in bf16."""
+    tokenizer, items, splits, _, _ = pair
+    student = make_tiny(len(tokenizer), 2, 16, seed=0).to(torch.bfloat16)
+    teacher = make_tiny(len(tokenizer), 3, 24, seed=1).to(torch.bfloat16)
+    model = transfer_model(method, teacher, student, tokenizer, splits, "facts", TINY, test=_facts(items))
+    logits = response_logits(model, tokenizer, items[:2])
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
+
+
 def test_semalign_plans(pair):
     tokenizer, items, splits, student, teacher = pair
     batch = collate(tokenizer, items[:4])

@@ -189,9 +189,10 @@ def injected(student: nn.Module, injections: Sequence[Injection]) -> Iterator[No
     def hook(inj: Injection):
         def add(module, args, out):
             x = args[0]
+            delta = inj.delta.to(x.dtype)  # the hypernetworks work in float32, the student in its own dtype
             if inj.kind in ROWS:  # W[n, :] += delta  ->  out[..., n] += x @ delta^T
-                return out.index_add(-1, inj.neurons, x @ inj.delta.T)
-            return out + x[..., inj.neurons] @ inj.delta  # W[:, n] += delta^T
+                return out.index_add(-1, inj.neurons, x @ delta.T)
+            return out + x[..., inj.neurons] @ delta  # W[:, n] += delta^T
         return add
     handles = [arch.projection(student, inj.layer, inj.kind).register_forward_hook(hook(inj)) for inj in injections]
     try:
@@ -240,7 +241,7 @@ def transfer(teacher: nn.Module, student: nn.Module, tokenizer: PreTrainedTokeni
 
         def injections() -> list[Injection]:
             return [Injection(kind, k_s, weight_indices(student, kind, student_loc.neurons[UNIT[kind]][k_s]),
-                              nets[kind](teacher_vectors(teacher, kind, k_t, teacher_loc.neurons[UNIT[kind]][k_t])))
+                              nets[kind](teacher_vectors(teacher, kind, k_t, teacher_loc.neurons[UNIT[kind]][k_t]).float()))
                     for kind, k_s, k_t in plan]
 
         for step in range(spec.steps_per_example):

@@ -8,6 +8,8 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from lsa_utils.models import arch
+from lsa_utils.models.batches import encode_context, left_padded, pad_id
 from lsa_utils.tasks.prompts import evaluation_context
 
 
@@ -20,6 +22,13 @@ def _first_continuation_token(tokenizer: PreTrainedTokenizerBase, context: str, 
     return full[len(base)]
 
 
+def _encoded(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, contexts: Sequence[str]) -> dict:
+    """Left-padded model inputs of ``contexts``, encoded as training encodes them, on the model's input device."""
+    rows = [encode_context(tokenizer, context) for context in contexts]
+    device = arch.input_device(model)
+    return {name: t.to(device) for name, t in left_padded(rows, pad_id(tokenizer)).items()}
+
+
 @torch.no_grad()
 def choose_options(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset,
                    batch_size: int = 64) -> list[int]:
@@ -28,8 +37,7 @@ def choose_options(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, d
     picks: list[int] = []
     for start in range(0, len(contexts), batch_size):
         batch = contexts[start:start + batch_size]
-        enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        logits = model(**enc).logits[:, -1]  # [batch, vocab]; left padding puts the last token at -1
+        logits = model(**_encoded(model, tokenizer, batch)).logits[:, -1]  # [batch, vocab]: every row's last token
         for row, context, item in zip(logits, batch, dataset.select(range(start, start + len(batch)))):
             ids = [_first_continuation_token(tokenizer, context, c) for c in item["choices"]]
             picks.append(int(row[ids].argmax()))
@@ -39,14 +47,12 @@ def choose_options(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, d
 @torch.no_grad()
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, contexts: Sequence[str],
              max_new_tokens: int, batch_size: int = 64) -> list[str]:
-    """Greedy continuations of each context, decoded without special tokens."""
-    if tokenizer.padding_side != "left":
-        raise ValueError("generation needs tokenizer.padding_side == 'left'")
+    """Greedy continuations of each context, decoded without special tokens (any tokenizer padding side)."""
     outputs: list[str] = []
     for start in range(0, len(contexts), batch_size):
-        enc = tokenizer(list(contexts[start:start + batch_size]), return_tensors="pt", padding=True,
-                        add_special_tokens=False).to(model.device)
+        enc = _encoded(model, tokenizer, contexts[start:start + batch_size])
+        enc.pop("position_ids")  # generation derives them from the mask, step by step
         new = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                             pad_token_id=pad_id(tokenizer), eos_token_id=tokenizer.eos_token_id)
         outputs += tokenizer.batch_decode(new[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     return outputs

@@ -30,7 +30,7 @@ from lsa_utils.tasks.prompts import evaluation_context
 from lsa_utils.tasks.spec import get_task
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-SCORE_FORMAT = 1  # bump when a change of the evaluator changes scores, so cached scores are not reused
+SCORE_FORMAT = 2  # bump when a change of the evaluator changes scores, so cached scores are not reused
 
 
 @dataclass(frozen=True)

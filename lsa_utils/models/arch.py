@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -86,6 +87,11 @@ def lm_head(model: nn.Module) -> nn.Linear:
 
 def input_embedding(model: nn.Module) -> nn.Embedding:
     return unwrap(model).get_submodule(layout(model).embedding)
+
+
+def input_device(model: nn.Module) -> torch.device:
+    """Where inputs go: the input embedding's device (the first shard of a model spread by ``device_map``)."""
+    return input_embedding(model).weight.device
 
 
 def mlp(model: nn.Module, layer: int) -> nn.Module:

@@ -52,9 +52,39 @@ class Batch:
         return digest.hexdigest()[:16]
 
 
+def encode_context(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    """Token ids of a context, the same in training and scoring: the tokenizer's BOS first when it adds one
+    (Llama, Mistral), never an end-of-sequence token (some tokenizers append one)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    adds_bos = bos is not None and tokenizer(text, add_special_tokens=True)["input_ids"][:1] == [bos]
+    return [bos, *ids] if adds_bos and ids[:1] != [bos] else ids
+
+
+def left_padded(rows: Sequence[list[int]], pad_id: int) -> dict[str, Tensor]:
+    """``input_ids``, ``attention_mask`` and ``position_ids`` [batch, seq] of left-padded rows.
+
+    Column -1 holds every row's last token, and positions count real tokens only, so each row is scored
+    as it would be alone, whatever padding side the tokenizer prefers.
+    """
+    width = max(len(ids) for ids in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, ids in enumerate(rows):
+        input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        attention[row, width - len(ids):] = 1
+    positions = (attention.cumsum(-1) - 1).clamp_min(0)
+    return {"input_ids": input_ids, "attention_mask": attention, "position_ids": positions}
+
+
+def pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The padding token, or end-of-sequence for tokenizers without one (Llama-2)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def encode_example(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str) -> tuple[list[int], int]:
     """Token ids of prompt + response and the number of prompt tokens."""
-    prompt_ids = tokenizer(chat_prompt(prompt), add_special_tokens=True)["input_ids"]
+    prompt_ids = encode_context(tokenizer, chat_prompt(prompt))
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
     if tokenizer.eos_token_id is not None:
         response_ids = [*response_ids, tokenizer.eos_token_id]
@@ -67,8 +97,7 @@ def collate(tokenizer: PreTrainedTokenizerBase, items: Sequence[TaskItem], max_l
     if max_length is not None:
         encoded = [(ids[:max_length], n_prompt) for ids, n_prompt in encoded]
     width = max(len(ids) for ids, _ in encoded)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+    input_ids = torch.full((len(encoded), width), pad_id(tokenizer), dtype=torch.long)
     attention = torch.zeros((len(encoded), width), dtype=torch.long)
     labels = torch.full((len(encoded), width), IGNORE, dtype=torch.long)
     for row, (ids, n_prompt) in enumerate(encoded):

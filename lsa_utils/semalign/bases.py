@@ -26,9 +26,14 @@ BASIS_KINDS = ("output", "input", "random", "fold_norm")
 EXACT_PINV_MAX = 50_000_000  # above this many entries of W, the pseudo-inverse is taken in float32
 
 
+def _at_least_float32(dtype: torch.dtype) -> torch.dtype:
+    return torch.promote_types(dtype, torch.float32)
+
+
 def semantic_bases(weight: Tensor, kind: str = "output", norm_weight: Tensor | None = None,
                    seed: int = 0) -> Tensor:
-    """Unit-norm semantic bases [D, V] of a head or embedding matrix ``weight`` [V, D].
+    """Unit-norm semantic bases [D, V] of a head or embedding matrix ``weight`` [V, D], in float32 or the
+    weight's wider dtype (a bf16 model's bases are as exact as a float32 model's; users cast at use).
 
     - ``output``: columns of pinv(W); column i is the least-squares latent whose logits are e_i;
     - ``fold_norm``: the same after folding the final RMSNorm gain ``norm_weight`` [D] into W;
@@ -50,24 +55,28 @@ def semantic_bases(weight: Tensor, kind: str = "output", norm_weight: Tensor | N
     else:
         generator = torch.Generator().manual_seed(seed)
         bases = torch.randn(w.shape[1], w.shape[0], generator=generator, dtype=dtype)
-    return F.normalize(bases, dim=0).to(weight.dtype)
+    return F.normalize(bases, dim=0).to(_at_least_float32(weight.dtype))
 
 
-def model_bases(model: nn.Module, kind: str = "output", seed: int = 0) -> Tensor:
+def model_bases(model: nn.Module, kind: str = "output", seed: int = 0, n_vocab: int | None = None) -> Tensor:
     """The semantic bases [D, V] of one model, built from the matrix that ``kind`` reads.
 
     ``output`` and ``random`` read the LM head (``random`` only its shape), ``input`` the input embedding,
-    ``fold_norm`` the head with the final norm's gain folded in; ``seed`` seeds ``random``.
+    ``fold_norm`` the head with the final norm's gain folded in; ``seed`` seeds ``random``. ``n_vocab``
+    keeps the first rows only: the pair's shared vocabulary, without a hub model's padding rows.
     """
-    if kind == "fold_norm":
-        return semantic_bases(arch.lm_head(model).weight, kind, norm_weight=arch.final_norm(model).weight)
     matrix = arch.input_embedding(model) if kind == "input" else arch.lm_head(model)
-    return semantic_bases(matrix.weight, kind, seed=seed)
+    weight = matrix.weight[:n_vocab]
+    norm = arch.final_norm(model).weight if kind == "fold_norm" else None
+    return semantic_bases(weight, kind, norm_weight=norm, seed=seed)
 
 
-def pair_alignment_map(teacher: nn.Module, student: nn.Module, kind: str = "output") -> Tensor:
-    """M [D_S, D_T] from both models' bases of ``kind`` (random bases: seed 0 for the teacher, 1 for the student)."""
-    return alignment_map(model_bases(teacher, kind, seed=0), model_bases(student, kind, seed=1))
+def pair_alignment_map(teacher: nn.Module, student: nn.Module, kind: str = "output",
+                       n_vocab: int | None = None) -> Tensor:
+    """M [D_S, D_T] from both models' bases of ``kind`` over the first ``n_vocab`` ids (random bases: seed 0
+    for the teacher, 1 for the student)."""
+    return alignment_map(model_bases(teacher, kind, seed=0, n_vocab=n_vocab),
+                         model_bases(student, kind, seed=1, n_vocab=n_vocab))
 
 
 def alignment_map(source_bases: Tensor, target_bases: Tensor) -> Tensor:
@@ -79,8 +88,10 @@ def alignment_map(source_bases: Tensor, target_bases: Tensor) -> Tensor:
 
 
 def align_hidden(h_source: Tensor, M: Tensor, eps: float = 1e-8) -> Tensor:
-    """Map [..., D_source] to [..., D_target] as M h / ||h|| per vector."""
-    return (h_source / h_source.norm(dim=-1, keepdim=True).clamp_min(eps)) @ M.T
+    """Map [..., D_source] to [..., D_target] as M h / ||h|| per vector, in float32 at least (h may be bf16)."""
+    dtype = _at_least_float32(torch.promote_types(h_source.dtype, M.dtype))
+    h = h_source.to(dtype)
+    return (h / h.norm(dim=-1, keepdim=True).clamp_min(eps)) @ M.to(dtype).T
 
 
 def least_squares_map(source: Tensor, target: Tensor) -> Tensor:

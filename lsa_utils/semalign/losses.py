@@ -37,7 +37,7 @@ def fisher_layer(h: Tensor, target: Tensor, norm: nn.Module, head: nn.Module) ->
     """
     z = head(norm(h)).float()
     with torch.no_grad():
-        z_target = head(norm(target)).float()
+        z_target = head(norm(target.to(h.dtype))).float()  # through the student's modules, in its dtype
         p = z_target.softmax(dim=-1)
     return fisher_quadratic(z - z_target, p).mean()
 

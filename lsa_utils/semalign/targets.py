@@ -73,7 +73,7 @@ def _response_batches(model: nn.Module, tokenizer: PreTrainedTokenizerBase, item
         with record(model, layers, site, stop_after_last=not with_logits) as acts:
             out = model(**batch.model_inputs())
         mask = batch.response_mask
-        logits = out.logits[mask].float().cpu() if with_logits else None
+        logits = out.logits[mask][:, : len(tokenizer)].float().cpu() if with_logits else None  # shared ids only
         yield {k: acts[k][mask] for k in layers}, logits, mask.sum(dim=1).tolist()
 
 

@@ -45,6 +45,7 @@ from lsa_utils.baselines import laten, seeking
 from lsa_utils.evaluation.scoring import evaluate_family
 from lsa_utils.models import arch
 from lsa_utils.models.batches import Batch, collate
+from lsa_utils.models.pair_check import shared_vocabulary
 from lsa_utils.semalign import (
     LayerSource, critical_layers, layer_attribution, least_squares_map, pair_alignment_map, pair_layers,
     plan_layers,
@@ -188,6 +189,7 @@ def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenize
         return student
     if method == "teacher":
         return teacher
+    n_vocab = shared_vocabulary(teacher, student, tokenizer)  # every method: one error before any work
     train = budgeted_train(splits["train"], config.n_train)
     n_s = arch.n_layers(student)
     all_layers = list(range(1, n_s + 1))
@@ -232,7 +234,7 @@ def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenize
     if config.basis == "least_squares":
         M = _fitted_map(teacher, student, tokenizer, train, pairing, config.site)
     else:
-        M = pair_alignment_map(teacher, student, config.basis)
+        M = pair_alignment_map(teacher, student, config.basis, n_vocab)
     spec = replace(config.train, schedule="single" if version == 1 else "frontier")
     supervision = Supervision(tuple(layers), config.site, layer_loss, output_loss)
     semalign_targets = targets(pairing, config.site, M, "kl" in output_loss, config.basis)

@@ -107,7 +107,8 @@ def _step_loss(model: PeftModel, batch: Batch, rows: Tensor | None, targets: Tar
     if name in ("ce", "ce_kl"):
         terms["output"] = losses.cross_entropy(logits, labels)
     if name in ("kl_teacher", "ce_kl"):
-        terms["kl"] = losses.kl_teacher(logits, targets.logits[rows].to(logits.device))
+        teacher_logits = targets.logits[rows].to(logits.device)  # [rows, V shared]: no padding rows
+        terms["kl"] = losses.kl_teacher(logits[:, : teacher_logits.shape[-1]], teacher_logits)
     return terms
 
 

@@ -34,6 +34,6 @@ def build_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token=PAD, unk_token=UNK, eos_token=END_OF_TEXT,
         bos_token=END_OF_TEXT, additional_special_tokens=[USER, ASSISTANT],
-        padding_side="left",  # generation appends on the right
+        padding_side="left",  # what generation wants; the evaluator pads itself, whatever the side
     )
     return tokenizer
