@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -10,7 +11,9 @@ from datasets import Dataset, DatasetDict
 from tokenizers import processors
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from lsa_utils.evaluation.scoring import evaluate_family, extract_program, judge, last_number, score_models
+from lsa_utils.evaluation.scoring import (
+    evaluate_family, extract_program, judge, last_number, pass_at_k, run_programs, score_models,
+)
 from lsa_utils.models.batches import collate, encode_context
 from lsa_utils.tasks.prompts import evaluation_context
 from lsa_utils.tasks.spec import WORLD_TASKS
@@ -123,3 +126,31 @@ def test_batched_scores_match_single_item_scores_whatever_the_tokenizer(family, 
     batched = evaluate_family(model, variant, family, data, max_new_tokens=6, batch_size=16)
     single = evaluate_family(model, variant, family, data, max_new_tokens=6, batch_size=1)
     assert batched.outputs == single.outputs and batched.correct == single.correct
+
+
+def test_a_program_ends_where_its_function_ends():
+    prose = "def f ( x ) : return x + 1\nThis function adds one .\nassert f ( 1 ) == 3"
+    assert extract_program(prose, "f", "def f ( x ) :") == "def f ( x ) : return x + 1"
+    fenced = "```python\ndef add(a, b):\n    s = a + b\n\n    return s\n```\nIt adds."
+    assert extract_program(fenced, "add", "def add(a, b):") == "def add(a, b):\n    s = a + b\n\n    return s"
+
+
+def test_a_humaneval_program_keeps_the_prompts_imports():
+    prompt = 'from typing import List\n\n\ndef total(xs: List[int]) -> int:\n    """ Sum. """\n'
+    whole = "def total(xs: List[int]) -> int:\n    return sum(xs)\n\nprint(total([1]))"
+    program = extract_program(whole, "total", prompt)
+    assert program == "from typing import List\n\n\ndef total(xs: List[int]) -> int:\n    return sum(xs)"
+    assert extract_program("    return sum(xs)\n\nNote: done", "total", prompt) == prompt + "    return sum(xs)"
+    assert run_programs([program], ["assert total([1, 2]) == 3"]) == ["passed"]  # in the sandbox, as scored
+
+
+@pytest.mark.parametrize("n,c,k", [(10, 3, 1), (10, 3, 5), (5, 0, 2), (5, 5, 3), (20, 7, 10), (3, 1, 3)])
+def test_pass_at_k_is_the_closed_form(n, c, k):
+    expected = 1.0 - math.comb(n - c, k) / math.comb(n, k)
+    assert pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
+
+
+def test_pass_at_1_is_the_fraction_that_passes_and_bad_counts_are_refused():
+    assert pass_at_k(8, 2, 1) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="n=4, c=5, k=1"):
+        pass_at_k(4, 5, 1)

@@ -8,7 +8,7 @@ import typing
 
 import pytest
 
-from lsa_utils.tasks import TASKS, WORLD_TASKS, TaskItem, UnknownTask, get_task
+from lsa_utils.tasks import BENCHMARK_TASKS, TASKS, WORLD_TASKS, TaskItem, UnknownTask, get_task
 from lsa_utils.tasks.world import WorldConfig, build_world
 from lsa_utils.tasks.world.items import split_items
 
@@ -18,10 +18,11 @@ SCORING_KEYS = {"multiple_choice": {"choices", "label"}, "last_number": set(),
 
 
 def test_an_unknown_task_is_one_error_listing_the_registered_ones():
-    with pytest.raises(UnknownTask, match="unknown task 'mmlu'; registered tasks: facts, arith, code_complete"):
-        get_task("mmlu")
+    with pytest.raises(UnknownTask, match="unknown task 'mmlu_pro'; registered tasks: facts, arith, code_complete"):
+        get_task("mmlu_pro")
     assert isinstance(UnknownTask("x"), ValueError)
-    assert tuple(TASKS) == WORLD_TASKS == ("facts", "arith", "code_complete", "code_write")
+    assert WORLD_TASKS == ("facts", "arith", "code_complete", "code_write")
+    assert tuple(TASKS) == WORLD_TASKS + BENCHMARK_TASKS == WORLD_TASKS + ("mmlu", "gsm8k", "humaneval", "mbpp")
 
 
 @pytest.mark.parametrize(("name", "metric", "chance", "benchmark"), [
@@ -60,9 +61,11 @@ def test_every_per_task_reader_rejects_an_unknown_task():
     from lsa_utils.evaluation.scoring import judge
 
     with pytest.raises(UnknownTask, match="registered tasks"):
-        split_items(WORLD, "mmlu", seed=0)
+        split_items(WORLD, "mmlu_pro", seed=0)
     with pytest.raises(UnknownTask, match="registered tasks"):
-        judge("mmlu", Dataset.from_list([{"label": 0}]), [0])
+        judge("mmlu_pro", Dataset.from_list([{"label": 0}]), [0])
+    with pytest.raises(ValueError, match="'mmlu' is not a task of the built-in world"):
+        split_items(WORLD, "mmlu", seed=0)  # a benchmark is registered, but the world does not generate it
 
 
 def test_the_registry_and_the_report_load_without_torch():

@@ -12,6 +12,7 @@ Three kinds of scoring cover the four benchmarks and their world analogues:
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -48,12 +49,35 @@ def last_number(text: str) -> str | None:
     return numbers[-1].removesuffix(".0") if numbers else None
 
 
+def _function_only(code: str) -> str:
+    """``code`` up to where the function ends: the first later non-blank line at column 0 (prose after the
+    code, a test, a code fence, the next definition), as the benchmarks' stop sequences do."""
+    lines = code.split("\n")
+    end = next((i for i, line in enumerate(lines[1:], start=1) if line.strip() and not line[0].isspace()), len(lines))
+    return "\n".join(lines[:end])
+
+
 def extract_program(completion: str, entry_point: str, code_prefix: str) -> str:
-    """The generated function, from its ``def`` on; the signature is prepended if it is missing."""
+    """The generated function, from its ``def`` to its end, after what the prompt gave before the ``def``
+    (HumanEval's imports); a completion that is only a body gets the prompt's signature prepended."""
     match = re.search(rf"def\s+{re.escape(entry_point)}\b", completion)
     if match:
-        return completion[match.start():].strip()
-    return f"{code_prefix} {completion.strip()}"
+        given = re.search(rf"def\s+{re.escape(entry_point)}\b", code_prefix)
+        preamble = code_prefix[: given.start()] if given else ""
+        return preamble + _function_only(completion[match.start():]).strip()
+    body = _function_only(completion)
+    if code_prefix.endswith("\n"):  # a body on lines of its own keeps its indentation
+        return code_prefix + body.rstrip()
+    return f"{code_prefix} {body.strip()}"
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimate from ``n`` samples of which ``c`` pass: 1 - C(n - c, k) / C(n, k)."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod((n - c - i) / (n - i) for i in range(k))
 
 
 def run_programs(programs: Sequence[str], tests: Sequence[str], timeout_s: float = 5.0) -> list[str]:

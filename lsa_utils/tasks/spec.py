@@ -7,10 +7,12 @@ lives in its `TaskSpec` and nowhere else, so adding a task is adding one entry t
 Example:
     >>> get_task("arith").scoring
     'last_number'
-    >>> get_task("mmlu")
+    >>> get_task("mmlu").answer_prefix
+    'The answer is:'
+    >>> get_task("mmlu_pro")
     Traceback (most recent call last):
     ...
-    lsa_utils.tasks.spec.UnknownTask: unknown task 'mmlu'; registered tasks: facts, arith, code_complete, code_write
+    lsa_utils.tasks.spec.UnknownTask: unknown task 'mmlu_pro'; registered tasks: facts, arith, code_complete, code_write, mmlu, gsm8k, humaneval, mbpp
 
 Kept free of torch and datasets, so that the report can read labels without loading either. (No
 ``from __future__ import annotations`` here: `TaskItem` needs its annotations evaluated so that
@@ -108,8 +110,24 @@ _WORLD_TASKS = (
     TaskSpec("code_write", "MBPP", CODE_INSTRUCTION, CODE_ANSWER_PREFIX, "program", laten_steps=8,
              split_sizes={"train": 300, "align": 40, "extract": 32, "test": 250}),
 )
-TASKS: MappingProxyType[str, TaskSpec] = MappingProxyType({spec.name: spec for spec in _WORLD_TASKS})
+# The four benchmarks, with METHOD.md section 4's prompts; their items come from `tasks.benchmarks` and their
+# test splits are the benchmarks' own (no size here).
+_TRANSFER_SIZES = {"train": 1000, "align": 80, "extract": 20}
+_BENCHMARK_TASKS = (
+    TaskSpec("mmlu", "MMLU", "The following are multiple choice questions (with answers) about ", "The answer is:",
+             "multiple_choice", laten_steps=2, split_sizes=_TRANSFER_SIZES),
+    TaskSpec("gsm8k", "GSM8K", "Answer the following question.\n\nQuestion: ", "Answer:", "last_number",
+             laten_steps=4, split_sizes=_TRANSFER_SIZES),
+    TaskSpec("humaneval", "HumanEval", "Complete the following python function.\n\n\n",
+             "Here is the completed function:\n\n\n", "program", laten_steps=3, split_sizes=_TRANSFER_SIZES),
+    TaskSpec("mbpp", "MBPP", "Complete the following python function.\n\n\n",
+             "Here is the completed function:\n\n\n", "program", laten_steps=8,
+             split_sizes={"train": 300, "align": 40, "extract": 32}),
+)
+TASKS: MappingProxyType[str, TaskSpec] = MappingProxyType(
+    {spec.name: spec for spec in (*_WORLD_TASKS, *_BENCHMARK_TASKS)})
 WORLD_TASKS: tuple[str, ...] = tuple(spec.name for spec in _WORLD_TASKS)  # the built-in world's four families
+BENCHMARK_TASKS: tuple[str, ...] = tuple(spec.name for spec in _BENCHMARK_TASKS)  # the paper's four benchmarks
 
 
 class UnknownTask(ValueError):
