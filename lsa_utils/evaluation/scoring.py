@@ -60,9 +60,10 @@ def _function_only(code: str) -> str:
 def extract_program(completion: str, entry_point: str, code_prefix: str) -> str:
     """The generated function, from its ``def`` to its end, after what the prompt gave before the ``def``
     (HumanEval's imports); a completion that is only a body gets the prompt's signature prepended."""
-    match = re.search(rf"def\s+{re.escape(entry_point)}\b", completion)
+    definition = re.compile(rf"def\s+{re.escape(entry_point)}\b")
+    match = definition.search(completion)
     if match:
-        given = re.search(rf"def\s+{re.escape(entry_point)}\b", code_prefix)
+        given = definition.search(code_prefix)
         preamble = code_prefix[: given.start()] if given else ""
         return preamble + _function_only(completion[match.start():]).strip()
     body = _function_only(completion)

@@ -57,7 +57,7 @@ def encode_context(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     (Llama, Mistral), never an end-of-sequence token (some tokenizers append one)."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     bos = tokenizer.bos_token_id
-    adds_bos = bos is not None and tokenizer(text, add_special_tokens=True)["input_ids"][:1] == [bos]
+    adds_bos = bos is not None and tokenizer("", add_special_tokens=True)["input_ids"][:1] == [bos]
     return [bos, *ids] if adds_bos and ids[:1] != [bos] else ids
 
 

@@ -52,9 +52,10 @@ def shared_vocabulary(teacher: nn.Module, student: nn.Module, tokenizer: PreTrai
     if teacher_tokenizer is not None:
         _check_tokenizers(tokenizer, teacher_tokenizer)
     n = len(tokenizer)
-    short = {role: _rows(model) for role, model in (("teacher", teacher), ("student", student)) if _rows(model) < n}
+    rows = {"teacher": _rows(teacher), "student": _rows(student)}
+    short = {role: count for role, count in rows.items() if count < n}
     if short:
-        sizes = ", ".join(f"the {role} has {rows}" for role, rows in short.items())
+        sizes = ", ".join(f"the {role} has {count}" for role, count in short.items())
         raise PairMismatch(f"the tokenizer has {n} ids but {sizes} embedding rows: the models were not trained "
                            "with this tokenizer (load the tokenizer that belongs to the pair)")
     return n

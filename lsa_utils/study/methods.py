@@ -160,7 +160,7 @@ def teacher_answered(teacher: nn.Module, tokenizer: PreTrainedTokenizerBase, fam
     return answered
 
 
-def _cycled(items: Sequence[TaskItem], n: int) -> list[TaskItem]:
+def _cycled(items: Sequence, n: int) -> list:
     """``n`` items cycling through ``items``: a control on the test prompts takes the steps of ``n`` train items."""
     return [items[i % len(items)] for i in range(n)]
 
@@ -170,7 +170,7 @@ def budgeted_train(train: Dataset, n_train: int | None) -> Dataset:
     steps (the world's code_write split has 300 items; at 300 the oracle closed an eighth of its gap)."""
     if n_train is None:
         return train
-    return train.select([i % len(train) for i in range(n_train)])
+    return train.select(_cycled(range(len(train)), n_train))
 
 
 def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenizer: PreTrainedTokenizerBase,

@@ -113,15 +113,15 @@ _WORLD_TASKS = (
 # The four benchmarks, with METHOD.md section 4's prompts; their items come from `tasks.benchmarks` and their
 # test splits are the benchmarks' own (no size here).
 _TRANSFER_SIZES = {"train": 1000, "align": 80, "extract": 20}
+_CODE_PROMPT, _CODE_PREFIX = "Complete the following python function.\n\n\n", "Here is the completed function:\n\n\n"
 _BENCHMARK_TASKS = (
     TaskSpec("mmlu", "MMLU", "The following are multiple choice questions (with answers) about ", "The answer is:",
              "multiple_choice", laten_steps=2, split_sizes=_TRANSFER_SIZES),
     TaskSpec("gsm8k", "GSM8K", "Answer the following question.\n\nQuestion: ", "Answer:", "last_number",
              laten_steps=4, split_sizes=_TRANSFER_SIZES),
-    TaskSpec("humaneval", "HumanEval", "Complete the following python function.\n\n\n",
-             "Here is the completed function:\n\n\n", "program", laten_steps=3, split_sizes=_TRANSFER_SIZES),
-    TaskSpec("mbpp", "MBPP", "Complete the following python function.\n\n\n",
-             "Here is the completed function:\n\n\n", "program", laten_steps=8,
+    TaskSpec("humaneval", "HumanEval", _CODE_PROMPT, _CODE_PREFIX, "program", laten_steps=3,
+             split_sizes=_TRANSFER_SIZES),
+    TaskSpec("mbpp", "MBPP", _CODE_PROMPT, _CODE_PREFIX, "program", laten_steps=8,
              split_sizes={"train": 300, "align": 40, "extract": 32}),
 )
 TASKS: MappingProxyType[str, TaskSpec] = MappingProxyType(

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, concatenate_datasets
 
 from lsa_utils.tasks.benchmarks import mbpp
-from lsa_utils.tasks.benchmarks._splits import as_splits, concatenated, items
+from lsa_utils.tasks.benchmarks._splits import as_splits, items
 from lsa_utils.tasks.spec import TaskItem, get_task
 
 
@@ -35,7 +35,7 @@ def to_item(row: Mapping) -> TaskItem:
 
 def from_mbpp(row: Mapping) -> TaskItem:
     """An MBPP row as a HumanEval-style completion item: signature, then the description as a docstring."""
-    code = row["code"].replace("\r\n", "\n").strip()
+    code = mbpp.reference_code(row)
     line, name = mbpp.signature(code)
     helpers = code[: code.index(line)]  # imports and helper functions the reference defines first
     prompt = f'{helpers}{line}\n    """ {row["text"]} """\n'
@@ -46,5 +46,5 @@ def from_mbpp(row: Mapping) -> TaskItem:
 
 
 def build_splits(raw: Mapping[str, Dataset], seed: int) -> DatasetDict:
-    pool = items(concatenated([raw["train"], raw["validation"], raw["prompt"]]), from_mbpp)
+    pool = items(concatenate_datasets([raw["train"], raw["validation"], raw["prompt"]]), from_mbpp)
     return as_splits("humaneval", pool, items(raw["test"], to_item), seed)

@@ -9,12 +9,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, concatenate_datasets
 
-from lsa_utils.tasks.benchmarks._splits import concatenated, items
+from lsa_utils.tasks.benchmarks._splits import as_splits, items
 from lsa_utils.tasks.spec import TaskItem, get_task
 
 _SIGNATURE = re.compile(r"^def\s+(\w+)\s*\(.*\)\s*(->[^:]*)?:", re.MULTILINE)
+
+
+def reference_code(row: Mapping) -> str:
+    """A row's reference solution with Unix line ends (MBPP's use Windows ones)."""
+    return row["code"].replace("\r\n", "\n").strip()
 
 
 def signature(code: str) -> tuple[str, str]:
@@ -29,7 +34,7 @@ def signature(code: str) -> tuple[str, str]:
 def to_item(row: Mapping) -> TaskItem:
     """A row ``{task_id, text, code, test_list, test_setup_code}``."""
     spec = get_task("mbpp")
-    code = row["code"].replace("\r\n", "\n").strip()
+    code = reference_code(row)
     line, name = signature(code)
     tests = "\n".join([row.get("test_setup_code") or "", *row["test_list"]]).strip()
     return {
@@ -46,15 +51,5 @@ def to_item(row: Mapping) -> TaskItem:
 
 
 def build_splits(raw: Mapping[str, Dataset], seed: int) -> DatasetDict:
-    sizes = get_task("mbpp").split_sizes
-    held = items(concatenated([raw["validation"], raw["prompt"]]), to_item).shuffle(seed=seed)
-    n_align = sizes["align"]
-    if len(held) < n_align + sizes["extract"]:
-        raise ValueError(f"mbpp: {len(held)} validation + prompt rows, fewer than align + extract")
-    train = items(raw["train"], to_item).shuffle(seed=seed)
-    return DatasetDict({
-        "train": train.select(range(min(len(train), sizes["train"]))),
-        "align": held.select(range(n_align)),
-        "extract": held.select(range(n_align, n_align + sizes["extract"])),
-        "test": items(raw["test"], to_item),
-    })
+    held = items(concatenate_datasets([raw["validation"], raw["prompt"]]), to_item)
+    return as_splits("mbpp", held, items(raw["test"], to_item), seed, train_pool=items(raw["train"], to_item))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, concatenate_datasets
 
-from lsa_utils.tasks.benchmarks._splits import as_splits, concatenated, items
+from lsa_utils.tasks.benchmarks._splits import as_splits, items
 from lsa_utils.tasks.spec import TaskItem, get_task
 
 LETTERS = ("A", "B", "C", "D")
@@ -31,5 +31,5 @@ def to_item(row: Mapping) -> TaskItem:
 
 
 def build_splits(raw: Mapping[str, Dataset], seed: int) -> DatasetDict:
-    pool = items(concatenated([raw["dev"], raw["validation"]]), to_item)
+    pool = items(concatenate_datasets([raw["dev"], raw["validation"]]), to_item)
     return as_splits("mmlu", pool, items(raw["test"], to_item), seed)
