@@ -9,15 +9,17 @@ KERNEL  := lsa-study
 PROFILE ?= cpu
 DEVICE  ?= auto
 FORCE   ?=
+# The default profile writes results/; any other writes results/<profile>/ beside it.
+RESULTS ?= $(if $(filter cpu,$(PROFILE)),results,results/$(PROFILE))
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # `make lock` holds torch here: a newer torch is a deliberate change, not a side effect of relocking.
 TORCH   ?= 2.13.0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test reproduce bench world-seeds lab lock clean distclean
+.PHONY: help setup test reproduce real-smoke bench world-seeds lab lock clean distclean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: $(STAMP) ## create .venv from requirements.lock, with the package, its Jupyter kernel and the nbstripout filter
 
@@ -35,8 +37,16 @@ $(STAMP): requirements.lock pyproject.toml
 test: $(STAMP) ## run the test suite, offline
 	$(OFFLINE) $(PY) -m pytest
 
-reproduce: $(STAMP) ## run the notebooks in order, skipping up-to-date ones: PROFILE=cpu DEVICE=auto FORCE=1
-	$(PY) -m lsa_utils --profile $(PROFILE) --device $(DEVICE) $(if $(filter 1 yes true,$(FORCE)),--force)
+reproduce: $(STAMP) ## run the notebooks in order, skipping up-to-date ones, into results/ (other profiles: results/PROFILE/): PROFILE=cpu DEVICE=auto FORCE=1
+	$(PY) -m lsa_utils --profile $(PROFILE) --device $(DEVICE) --results-dir $(RESULTS) \
+		$(if $(filter 1 yes true,$(FORCE)),--force)
+
+# Tiny random Qwen2 models and made-up benchmark rows, written once: the hub / local path end to end, offline.
+.cache/real-smoke/models/student/config.json: tests/real_smoke.py tests/benchmark_rows.py | $(STAMP)
+	$(OFFLINE) $(PY) tests/real_smoke.py .cache/real-smoke
+
+real-smoke: $(STAMP) .cache/real-smoke/models/student/config.json ## notebooks 00-06 on a tiny local pair and benchmark fixtures (scores mean nothing)
+	$(OFFLINE) $(PY) -m lsa_utils --profile real-smoke --device cpu --results-dir results/real-smoke --force
 
 bench: $(STAMP) ## speed and memory benchmarks into results/tables/bench.csv and results/BENCH.md: PROFILE=cpu
 	$(OFFLINE) $(PY) -m lsa_utils.study.bench --profile $(PROFILE)

@@ -102,3 +102,37 @@ def test_offline_a_missing_model_stops_fast_with_one_message(tmp_path):
     name, message = done.stdout.split("\n", 1)
     assert name == "ModelUnavailable", done.stderr[-2000:]
     assert "Qwen/Qwen2.5-0.5B-Instruct" in message and "HF_HOME" in message and "local folder" in message
+
+
+def test_a_profile_names_one_source_and_its_local_paths_become_absolute(tmp_path):
+    from lsa_utils.models.loading import model_source
+
+    (tmp_path / "models" / "student").mkdir(parents=True)
+    pair = {"teacher": {"id": "Qwen/Qwen2.5-1.5B-Instruct", "revision": "abc"},
+            "student": {"id": "models/student"}, "code": {"id": "../elsewhere/coder"}}
+    source = model_source(None, pair, {"gsm8k": {"data_files": {"test": "data/test.jsonl"}}}, base=tmp_path)
+    assert source["pair"]["teacher"] == {"id": "Qwen/Qwen2.5-1.5B-Instruct", "revision": "abc"}  # a hub id
+    assert source["pair"]["student"]["id"] == str(tmp_path / "models" / "student")  # a folder that exists
+    assert source["pair"]["code"]["id"] == str((tmp_path / ".." / "elsewhere" / "coder").resolve())
+    assert source["benchmarks"]["gsm8k"]["data_files"]["test"] == str(tmp_path / "data" / "test.jsonl")
+    assert model_source({"world": {"seed": 1}}) == {"zoo": {"world": {"seed": 1}}}
+    with pytest.raises(ValueError, match="either zoo"):
+        model_source({"world": {}}, pair, {"gsm8k": {}})
+    with pytest.raises(ValueError, match="needs benchmarks"):
+        model_source(None, pair)
+
+
+def test_the_preflight_lists_everything_missing_and_each_remedy_once(tmp_path):
+    from lsa_utils.infra.records import SourceUnavailable
+    from lsa_utils.models.loading import check_sources
+
+    (tmp_path / "empty").mkdir()
+    parameters = {"pair": {"teacher": {"id": "./empty"}, "student": {"id": "./nowhere"}},
+                  "benchmarks": {"gsm8k": {"data_files": {"train": "a.jsonl"}}}}
+    with pytest.raises(SourceUnavailable) as info:
+        check_sources(parameters, tmp_path)
+    message = str(info.value)
+    assert "no config.json" in message and "no such folder" in message
+    assert "data_files lacks test" in message and "no such file" in message
+    assert message.count("For a model:") == 1
+    check_sources({"zoo": {}}, tmp_path)  # the built-in world is always there

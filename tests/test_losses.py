@@ -60,6 +60,19 @@ def test_kl_teacher_and_ce():
     assert torch.isclose(losses.cross_entropy(logits, labels), F.cross_entropy(logits, labels))
 
 
+def test_top_k_kl_is_the_full_kl_at_k_equal_v_and_a_lower_bound_below():
+    student, teacher = torch.randn(6, 50), 3 * torch.randn(6, 50)
+    full = losses.kl_teacher(student, teacher)
+    for k in (50, 10, 1):
+        log_p, ids = F.log_softmax(teacher, dim=-1).topk(k, dim=-1)
+        top_k = losses.kl_teacher_top_k(student, log_p, ids)
+        if k == 50:
+            assert torch.isclose(top_k, full, atol=1e-5)
+        assert 0 <= top_k <= full + 1e-6
+    log_p, ids = F.log_softmax(teacher, dim=-1).topk(10, dim=-1)
+    assert losses.kl_teacher_top_k(teacher, log_p, ids).abs() < 1e-5  # the teacher itself: nothing to learn
+
+
 def test_cka_invariances():
     x = torch.randn(50, 6, dtype=torch.float64)
     q, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64))

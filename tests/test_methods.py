@@ -183,3 +183,28 @@ def test_shuffled_targets_keep_every_row_in_another_order(pair):
     order = [torch.nonzero((targets.layers[1] == row).all(dim=1))[0, 0].item() for row in shuffled.layers[1]]
     assert sorted(order) == list(range(len(order)))  # a permutation of the rows, logits moved with them
     assert torch.equal(shuffled.logits, targets.logits[order])
+
+
+def test_top_k_teacher_logits_keep_k_ids_per_position_and_permute_with_them(pair):
+    tokenizer, items, _, _, teacher = pair
+    full = teacher_targets(teacher, tokenizer, items[:4], {1: LayerSource(2, 2, 0.0)}, "block_delta", None, True)
+    top = teacher_targets(teacher, tokenizer, items[:4], {1: LayerSource(2, 2, 0.0)}, "block_delta", None, True,
+                          top_k=5)
+    assert top.logits.shape == top.logit_ids.shape == (full.logits.shape[0], 5)
+    expected, ids = torch.log_softmax(full.logits, dim=-1).topk(5, dim=-1)
+    assert torch.equal(top.logit_ids, ids) and torch.allclose(top.logits, expected, atol=1e-6)
+    shuffled = top.permuted(seed=0)
+    order = [torch.nonzero((top.layers[1] == row).all(dim=1))[0, 0].item() for row in shuffled.layers[1]]
+    assert torch.equal(shuffled.logit_ids, top.logit_ids[order])
+
+
+@pytest.mark.parametrize("method", ["kd", "semalign_v2"])
+def test_the_hub_profiles_budget_runs_in_bf16_with_top_k_logits_and_micro_batches(pair, make_tiny, method):
+    """What the real profiles set on top of the world's: teacher_top_k and micro_batch_size."""
+    tokenizer, items, splits, _, _ = pair
+    student = make_tiny(len(tokenizer), 2, 16, seed=0).to(torch.bfloat16)
+    teacher = make_tiny(len(tokenizer), 3, 24, seed=1).to(torch.bfloat16)
+    config = replace(TINY, teacher_top_k=8, train=replace(TINY.train, micro_batch_size=2))
+    model = transfer_model(method, teacher, student, tokenizer, splits, "facts", config)
+    logits = response_logits(model, tokenizer, items[:2])
+    assert torch.isfinite(logits.float()).all() and not torch.equal(logits, response_logits(student, tokenizer, items[:2]))

@@ -36,6 +36,10 @@ def test_notebook_executes_and_leaves_a_run_record(results, notebook):
     assert numerics["ATEN_CPU_CAPABILITY"] == os.environ.get("ATEN_CPU_CAPABILITY")
     assert numerics["deterministic"] is True and numerics["threads"] == int(os.environ["LSA_NUM_THREADS"])
     assert numerics["cpu"] == cpu_name()  # MKL's products depend on the CPU's vendor
+    if notebook.stem != "06_report":  # every notebook that loads models says which
+        sources = record["sources"]
+        assert sources["kind"] == "world" and set(sources["models"]) == {"student", "teacher", "code_teacher"}
+        assert sources["world"]
 
 
 def test_sources_are_output_free():

@@ -6,6 +6,13 @@ import pytest
 
 from lsa_utils.infra.paths import NOTEBOOKS_DIR
 from lsa_utils.infra.profiles import available_profiles, load_profile, merge_parameters, notebook_parameters
+from lsa_utils.infra.runner import _check_declared
+from lsa_utils.models.hub import ModelSpec
+from lsa_utils.models.loading import model_source
+from lsa_utils.study.methods import TransferConfig
+from lsa_utils.tasks.benchmarks import BENCHMARKS
+
+WORLD_FAMILIES = ("facts", "arith", "code_complete", "code_write")
 
 PROFILE = """\
 all:
@@ -75,5 +82,17 @@ def test_missing_profile_lists_the_available_ones(dirs) -> None:
 @pytest.mark.skipif(not NOTEBOOKS_DIR.is_dir(), reason="no notebooks/ folder yet")
 @pytest.mark.parametrize("name", available_profiles())
 def test_shipped_profiles_match_the_notebooks(name: str) -> None:
+    """Every shipped profile declares only known parameters and builds its settings: a typo in one that no
+    test runs (the GPU and hub profiles) fails here, not hours into a run."""
     profile = load_profile(name, notebooks_dir=NOTEBOOKS_DIR)
     assert "all" in profile
+    for notebook in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
+        parameters = notebook_parameters(profile, notebook.stem)
+        _check_declared(notebook, parameters)
+        source = model_source(parameters.get("zoo"), parameters.get("pair"), parameters.get("benchmarks"))
+        tasks = set(source.get("benchmarks", {})) or set(WORLD_FAMILIES)
+        for spec in source.get("pair", {}).values():
+            ModelSpec.from_dict(spec)
+        assert set(source.get("benchmarks", {})) <= set(BENCHMARKS)
+        assert set(parameters.get("families", [])) | set(parameters.get("code_families", [])) <= tasks
+        TransferConfig.from_dict(parameters.get("transfer", {}))

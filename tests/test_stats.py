@@ -80,6 +80,19 @@ def test_identical_answers_give_no_evidence_and_a_zero_interval():
     assert row["verdict"] == "no difference larger than 0.0 points"
 
 
+def test_one_cluster_is_not_estimable_and_decides_nothing():
+    items = _items({"sft": "0000", "kd": "1111"}, ["a", "a", "a", "a"])  # every item recalls one subject
+    row = compare_items(items, ["kd"]).iloc[0]
+    assert row["mean_difference"] == 100.0 and not row["significant"] and math.isnan(row["mdd"])
+    assert row["verdict"] == "not estimable: every test item is in one cluster"
+
+
+def test_gap_closed_is_undefined_where_teacher_and_student_tie():
+    summary = summarise(_table([("t", "facts", m, 0, v) for m, v in
+                                [("student", 40.0), ("teacher", 40.0), ("sft", 45.0)]]))
+    assert gap_closed(summary).isna().all()
+
+
 def test_item_correctness_unpacks_the_runs_and_refuses_missing_clusters():
     runs = pd.DataFrame([{"teacher": "t", "task": "facts", "method": "sft", "seed": 0, "correct": "101"}])
     items = item_correctness(runs, {"facts": ["a", "b", "a"]})

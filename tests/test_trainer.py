@@ -91,3 +91,19 @@ def test_bad_requests_are_explained(tiny_task, make_tiny):
     with pytest.raises(ValueError, match="schedule 'loop'"):
         train_lora(student, tokenizer, items[:4], [2], Supervision(layer_loss=None, output_loss="ce"),
                    spec=TrainSpec(schedule="loop"))
+
+
+def test_micro_batches_accumulate_the_whole_batch_update(tiny_task, make_pair):
+    """Gradient accumulation (a batch of 8 as 3 + 3 + 2 sequences) gives the one-piece update and loss."""
+    tokenizer, items = tiny_task
+    student, teacher, M = make_pair(len(tokenizer))
+    targets = teacher_targets(teacher, tokenizer, items[:8], {2: LayerSource.single(3)}, "block_delta", M,
+                              with_logits=True)
+    supervision = Supervision(layers=(2,), layer_loss="cosine", output_loss="ce_kl")
+    runs = [train_lora(student, tokenizer, items[:8], [1, 2], supervision, targets,
+                       TrainSpec(epochs=2, lr=1e-2, batch_size=8, micro_batch_size=micro), LoraSpec(dropout=0.0))
+            for micro in (None, 3)]
+    whole, accumulated = ({n: p for n, p in r.model.named_parameters() if "lora_" in n} for r in runs)
+    assert all(torch.allclose(whole[n], accumulated[n], atol=1e-5) for n in whole)
+    assert runs[0].log["loss"].to_numpy() == pytest.approx(runs[1].log["loss"].to_numpy(), rel=1e-5)
+    assert any(not torch.all(p == 0) for n, p in accumulated.items() if "lora_B" in n)  # it did train

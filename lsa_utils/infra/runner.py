@@ -2,8 +2,9 @@
 
 `run_notebook` executes a notebook with Papermill under a profile, writes the executed notebook to
 `results/executed/` and a run record (parameters, seeds, git commit, package versions, device, wall
-time) to `results/runs/<stem>.json`. Both land atomically: a failed run leaves the previous good copy in
-place and keeps its own executed notebook beside it as `<stem>.failed.ipynb` for debugging.
+time, and the models and data sets the notebook loaded) to `results/runs/<stem>.json`. Both land
+atomically: a failed run leaves the previous good copy in place and keeps its own executed notebook beside
+it as `<stem>.failed.ipynb` for debugging.
 
 `main` skips a notebook that already ran here with the same inputs, as long as nothing before it ran and
 everything it wrote is still there. The note of that run (a stamp) lives in the notebook's `cache_dir`,
@@ -22,8 +23,9 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -37,6 +39,7 @@ from lsa_utils.infra.device import describe_device, resolve_device
 from lsa_utils.infra.numerics import configure_torch, numerics_in_force
 from lsa_utils.infra.paths import NOTEBOOKS_DIR, PACKAGE_DIR, REPO_ROOT, RESULTS_DIR
 from lsa_utils.infra.profiles import load_profile, merge_parameters, notebook_parameters
+from lsa_utils.infra.records import SOURCES_NOTE, SourceUnavailable, read_sources
 
 KERNEL_NAME = "lsa-study"
 VERSIONED_PACKAGES = ("torch", "transformers", "datasets", "peft", "papermill", "numpy")
@@ -66,7 +69,14 @@ def run_notebook(
     git = _git_state()  # before executing, so the run's own outputs cannot make the tree dirty
 
     started_at, start, wall_start = datetime.now(timezone.utc), time.perf_counter(), time.time()
-    executed = _execute(notebook, results_dir / "executed" / notebook.name, parameters)
+    with tempfile.TemporaryDirectory(prefix="lsa-sources-") as folder:
+        note = Path(folder) / "sources.json"
+        os.environ[SOURCES_NOTE] = str(note)  # the kernel (and its workers) inherit it
+        try:
+            executed = _execute(notebook, results_dir / "executed" / notebook.name, parameters)
+        finally:
+            del os.environ[SOURCES_NOTE]
+        sources = read_sources(note)
     configure_torch()  # as every process that computes does, so the record states what they ran under
     record = {
         "notebook": notebook.name,
@@ -77,6 +87,7 @@ def run_notebook(
         "versions": package_versions(),
         "device": resolved_device,
         "numerics": numerics_in_force(),
+        "sources": sources,
         "started_at": started_at.isoformat(timespec="seconds"),
         "wall_time_s": round(time.perf_counter() - start, 2),
     }
@@ -253,13 +264,26 @@ def default_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
     return sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb"))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the named notebooks (default: all, in order), stopping at the first failure."""
+def main(argv: Sequence[str] | None = None,
+         check_sources: Callable[[Mapping[str, Any], Path], None] | None = None) -> int:
+    """Run the named notebooks (default: all, in order), stopping at the first failure.
+
+    ``check_sources(parameters, notebooks_dir)`` runs first and may raise `SourceUnavailable` (a model or data
+    set that cannot be had): the run then stops in one message, before anything is written.
+    """
     args = _parser().parse_args(argv)
     notebooks = [Path(n) for n in args.notebooks] or default_notebooks()
     if not notebooks:
         print(f"no notebooks matching NN_*.ipynb in {NOTEBOOKS_DIR}", file=sys.stderr)
         return 2
+    try:
+        if check_sources is not None:
+            first = notebooks[0].resolve()
+            check_sources(notebook_parameters(load_profile(args.profile, notebooks_dir=first.parent), first.stem),
+                          first.parent)
+    except (SourceUnavailable, ValueError, FileNotFoundError) as exc:
+        print(f"STOPPED before any notebook ran [{args.profile}]:\n{exc}", file=sys.stderr)
+        return 1
     rerun = args.force
     for notebook in notebooks:
         start = time.perf_counter()

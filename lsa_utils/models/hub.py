@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from lsa_utils.infra.records import SourceUnavailable
 from lsa_utils.models.pair_check import shared_vocabulary
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -54,15 +57,40 @@ class ModelSpec:
         return DTYPES[self.dtype]
 
 
-class ModelUnavailable(RuntimeError):
+_HOW = ("For a model: run once with network access to fill the hub cache, point HF_HOME at a machine's copy, "
+        "or set the model's id to a local folder saved with save_pretrained")
+
+
+class ModelUnavailable(SourceUnavailable):
     """A model (or its tokenizer) is neither local nor in the hub cache nor reachable."""
 
 
-def _unavailable(spec: ModelSpec, error: Exception) -> ModelUnavailable:
-    return ModelUnavailable(
-        f"cannot load {spec.id} (revision {spec.revision or 'main'}): {type(error).__name__}. Run once with "
-        "network access to fill the hub cache, point HF_HOME at a machine's copy, or set the model's id to a "
-        "local folder saved with save_pretrained")
+def _unavailable(spec: ModelSpec, reason: Exception | str) -> ModelUnavailable:
+    why = reason if isinstance(reason, str) else type(reason).__name__
+    return ModelUnavailable(f"cannot load model {spec.id} (revision {spec.revision or 'main'}): {why}", _HOW)
+
+
+def check_available(spec: ModelSpec, timeout_s: float = 10.0) -> None:
+    """Raise `ModelUnavailable` unless the model is a local folder, in the hub cache, or on a reachable hub.
+
+    Cheap (a file check, or one metadata request with a timeout), so a run can stop within seconds
+    instead of after transformers' retries.
+    """
+    folder = Path(spec.id)
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise _unavailable(spec, "the folder has no config.json (save the model there with save_pretrained)")
+        return
+    if folder.is_absolute() or spec.id.startswith((".", "~")) or spec.id.count("/") > 1:
+        raise _unavailable(spec, "no such folder")
+    if isinstance(try_to_load_from_cache(spec.id, "config.json", revision=spec.revision), str):
+        return
+    if hub_constants.HF_HUB_OFFLINE:
+        raise _unavailable(spec, "not in the hub cache, and HF_HUB_OFFLINE is set")
+    try:
+        get_hf_file_metadata(hf_hub_url(spec.id, "config.json", revision=spec.revision), timeout=timeout_s)
+    except Exception as error:  # any failure to reach the hub means the same thing here
+        raise _unavailable(spec, f"not in the hub cache, and the hub did not answer ({type(error).__name__})") from None
 
 
 def _local_fingerprint(folder: Path) -> str:

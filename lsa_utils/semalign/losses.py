@@ -71,6 +71,20 @@ def cosine_onehot(logits: Tensor, labels: Tensor) -> Tensor:
     return 1 - (z.gather(-1, labels.unsqueeze(-1)).squeeze(-1) / z.norm(dim=-1).clamp_min(1e-8)).mean()
 
 
+def kl_teacher_top_k(logits: Tensor, teacher_log_probs: Tensor, ids: Tensor) -> Tensor:
+    """KL(p_T || p_S) from the teacher's top k only: its log-probabilities ``teacher_log_probs`` [rows, k] at
+    ``ids`` [rows, k], and the rest of its mass as one tail bucket against the student's tail; averaged over
+    rows. With k = V it is `kl_teacher`; with fewer it is a lower bound (lumping outcomes never raises a KL).
+    """
+    log_p_student = F.log_softmax(logits.float(), dim=-1).gather(-1, ids)  # [rows, k]
+    p_teacher = teacher_log_probs.float().exp()
+    tail_teacher = (1 - p_teacher.sum(dim=-1)).clamp_min(0)
+    tail_student = (1 - log_p_student.exp().sum(dim=-1)).clamp_min(1e-12)
+    head = (p_teacher * (teacher_log_probs.float() - log_p_student)).sum(dim=-1)
+    tail = torch.xlogy(tail_teacher, tail_teacher) - tail_teacher * tail_student.log()
+    return (head + tail).mean()
+
+
 def kl_teacher(logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0) -> Tensor:
     """KL(p_T || p_S) per row, averaged over rows (temperature 1 by default)."""
     log_p_student = F.log_softmax(logits.float() / temperature, dim=-1)

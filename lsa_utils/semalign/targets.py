@@ -2,8 +2,10 @@
 
 A `TargetSet` holds, for every student layer SemAlign supervises, the aligned teacher state at every
 response position of the transfer items (rows in item order), and optionally the teacher's logits
-there. It is computed once per (pair, items, pairing, site, map) and stored as safetensors with its
-metadata, so every seed and every method that needs the same targets reads them from disk.
+there: all of them [rows, V] (the world's vocabularies are small) or, with ``top_k``, the teacher's k most
+likely ids and their log-probabilities [rows, k] (a hub vocabulary of 152k ids would take about 90 GB for
+1000 GSM8K items). It is computed once per (pair, items, pairing, site, map) and stored as safetensors with
+its metadata, so every seed and every method that needs the same targets reads them from disk.
 
 `response_states` is the one reader of a model's own activations at response positions; the analyses
 of notebooks 01-03 and the least-squares map use it directly, `teacher_targets` maps what it reads.
@@ -40,7 +42,8 @@ class TargetSet:
 
     layers: dict[int, Tensor]  # student layer -> [n_rows, D_S]
     offsets: Tensor  # [n_items + 1]: item i owns rows offsets[i]:offsets[i + 1]
-    logits: Tensor | None = None  # [n_rows, V] teacher logits, for the kl_teacher output loss
+    logits: Tensor | None = None  # [n_rows, V] teacher logits, or [n_rows, k] top-k log-probabilities
+    logit_ids: Tensor | None = None  # [n_rows, k] the top-k ids (None: ``logits`` covers every id)
 
     def rows(self, items: Sequence[int]) -> Tensor:
         return torch.cat([torch.arange(self.offsets[i], self.offsets[i + 1]) for i in items])
@@ -49,32 +52,45 @@ class TargetSet:
         """The same rows in a seeded random order across all items: each response position gets the target
         (and logits) of a random position of the transfer set, so nothing item-specific of the teacher remains."""
         order = torch.randperm(int(self.offsets[-1]), generator=torch.Generator().manual_seed(seed))
-        return TargetSet({k: v[order] for k, v in self.layers.items()}, self.offsets,
-                         self.logits[order] if self.logits is not None else None)
+        def rows(t: Tensor | None) -> Tensor | None:
+            return t[order] if t is not None else None
+        return TargetSet({k: v[order] for k, v in self.layers.items()}, self.offsets, rows(self.logits),
+                         rows(self.logit_ids))
 
     def save(self, path: Path, metadata: Mapping[str, object]) -> None:
-        extra = {"offsets": self.offsets} | ({"logits": self.logits} if self.logits is not None else {})
-        save_activations(path, {**self.layers, **extra}, metadata)
+        extra = {"offsets": self.offsets, "logits": self.logits, "logit_ids": self.logit_ids}
+        save_activations(path, {**self.layers, **{k: v for k, v in extra.items() if v is not None}}, metadata)
 
     @classmethod
     def load(cls, path: Path, expected: Mapping[str, object]) -> TargetSet:
         tensors = load_activations(path, expected)
-        return cls({k: v for k, v in tensors.items() if isinstance(k, int)}, tensors["offsets"], tensors.get("logits"))
+        return cls({k: v for k, v in tensors.items() if isinstance(k, int)}, tensors["offsets"], tensors.get("logits"),
+                   tensors.get("logit_ids"))
 
 
 def _response_batches(model: nn.Module, tokenizer: PreTrainedTokenizerBase, items: Sequence[TaskItem],
-                      layers: Sequence[int], site: str, with_logits: bool,
-                      batch_size: int) -> Iterator[tuple[dict[int, Tensor], Tensor | None, list[int]]]:
-    """Per batch: ``{layer: [rows, D]}`` at the response positions, the logits there [rows, V] (or None),
-    and the number of response positions of each item. Stops after the deepest layer unless logits are needed."""
-    device = next(model.parameters()).device
+                      layers: Sequence[int], site: str, with_logits: bool, batch_size: int
+                      ) -> Iterator[tuple[dict[int, Tensor], Tensor | None, list[int]]]:
+    """Per batch: ``{layer: [rows, D]}`` at the response positions, the logits there [rows, V shared] on the
+    model's device (or None), and the number of response positions of each item. Stops after the deepest
+    layer unless logits are needed."""
+    device = arch.input_device(model)
     for _, batch in iterate_batches(tokenizer, items, batch_size):
         batch = batch.to(device)
         with record(model, layers, site, stop_after_last=not with_logits) as acts:
             out = model(**batch.model_inputs())
         mask = batch.response_mask
-        logits = out.logits[mask][:, : len(tokenizer)].float().cpu() if with_logits else None  # shared ids only
-        yield {k: acts[k][mask] for k in layers}, logits, mask.sum(dim=1).tolist()
+        logits = out.logits[mask.to(out.logits.device)][:, : len(tokenizer)].float() if with_logits else None
+        yield {k: acts[k][mask.to(acts[k].device)] for k in layers}, logits, mask.sum(dim=1).tolist()
+
+
+def _kept_logits(logits: Tensor, top_k: int | None) -> tuple[Tensor, Tensor | None]:
+    """What a target set stores of [rows, V] logits (on CPU): all of them, or the top k log-probabilities
+    and their ids."""
+    if top_k is None:
+        return logits.cpu(), None
+    values, ids = torch.log_softmax(logits, dim=-1).topk(min(top_k, logits.shape[-1]), dim=-1)
+    return values.cpu(), ids.cpu()
 
 
 @torch.no_grad()
@@ -96,11 +112,12 @@ def response_states(model: nn.Module, tokenizer: PreTrainedTokenizerBase, items:
 @torch.no_grad()
 def teacher_targets(teacher: nn.Module, tokenizer: PreTrainedTokenizerBase, items: Sequence[TaskItem],
                     pairing: Pairing, site: str, M: Tensor | None, with_logits: bool = False,
-                    batch_size: int = 32) -> TargetSet:
-    """Teacher activations at the paired layers, interpolated if asked, mapped by ``M`` (None: as is)."""
+                    batch_size: int = 32, top_k: int | None = None) -> TargetSet:
+    """Teacher activations at the paired layers, interpolated if asked, mapped by ``M`` (None: as is), and
+    with ``with_logits`` its logits (every one, or the ``top_k`` most likely)."""
     sources = sorted({layer for source in pairing.values() for layer in source.layers})
     per_layer: dict[int, list[Tensor]] = {k: [] for k in pairing}
-    all_logits, counts = [], []
+    all_logits, all_ids, counts = [], [], []
     for acts, logits, item_counts in _response_batches(teacher, tokenizer, items, sources, site, with_logits,
                                                        batch_size):
         counts += item_counts
@@ -108,30 +125,34 @@ def teacher_targets(teacher: nn.Module, tokenizer: PreTrainedTokenizerBase, item
             h = source.mix(acts).float()  # [rows, D_T]
             per_layer[k].append((align_hidden(h, M) if M is not None else h).cpu())
         if with_logits:
-            all_logits.append(logits)
+            kept, ids = _kept_logits(logits, top_k)
+            all_logits.append(kept)
+            all_ids.append(ids)
     offsets = torch.tensor([0, *counts]).cumsum(0)
     return TargetSet({k: torch.cat(v) for k, v in per_layer.items()}, offsets,
-                     torch.cat(all_logits) if with_logits else None)
+                     torch.cat(all_logits) if with_logits else None,
+                     torch.cat(all_ids) if with_logits and top_k is not None else None)
 
 
 def cached_teacher_targets(cache: Path | None, metadata: Mapping[str, object], teacher: nn.Module,
                            tokenizer: PreTrainedTokenizerBase, items: Sequence[TaskItem], pairing: Pairing,
-                           site: str, M: Tensor | None, with_logits: bool = False) -> TargetSet:
+                           site: str, M: Tensor | None, with_logits: bool = False,
+                           top_k: int | None = None) -> TargetSet:
     """:func:`teacher_targets`, stored under ``cache`` (a directory) by a key of ``metadata`` and the items.
 
     ``metadata`` must identify the teacher and the map (model, revision, basis...); site, pairing and a
     hash of the items' texts are added here and checked again on load.
     """
     if cache is None:
-        return teacher_targets(teacher, tokenizer, items, pairing, site, M, with_logits)
+        return teacher_targets(teacher, tokenizer, items, pairing, site, M, with_logits, top_k=top_k)
     texts = [f"{item['prompt']}\x00{item['response']}" for item in items]
     meta = {**metadata, "site": site,
             "pairing": json.dumps({str(k): source.to_json() for k, source in pairing.items()}),
-            "data": data_hash(texts), "logits": with_logits}
+            "data": data_hash(texts), "logits": with_logits, "top_k": top_k}
     path = Path(cache) / f"targets-{config_key({k: str(v) for k, v in meta.items()})}.safetensors"
     if path.exists():
         return TargetSet.load(path, meta)
-    targets = teacher_targets(teacher, tokenizer, items, pairing, site, M, with_logits)
+    targets = teacher_targets(teacher, tokenizer, items, pairing, site, M, with_logits, top_k=top_k)
     targets.save(path, meta)
     return targets
 

@@ -134,7 +134,8 @@ def train_step(models: ModelSet, items: list, repeats: int) -> Rows:
 
     def step(supervision: Supervision) -> Callable[[], None]:
         def run() -> None:
-            terms = _step_loss(model, batch, rows, targets, supervision, supervision.layers, torch.nn.ModuleDict())
+            terms = _step_loss(model, batch, rows, targets, supervision, supervision.layers, torch.nn.ModuleDict(),
+                               len(tokenizer))
             sum(terms.values()).backward()
             model.zero_grad(set_to_none=True)
         return run

@@ -76,6 +76,7 @@ class TransferConfig:
     layer_loss: str | None = None  # None: the method's own (cosine for v1, fisher for v2)
     output_loss: str | None = None  # None: the method's own (cosine_onehot for v1, kl_teacher for v2)
     n_trained_layers: int | None = None  # v2: None = every student layer (frontier); v1: the paired ones
+    teacher_top_k: int | None = None  # kd / kl_teacher: the teacher's k likeliest ids per position; None: all
 
     @classmethod
     def from_dict(cls, params: dict) -> TransferConfig:
@@ -206,7 +207,8 @@ def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenize
 
     def targets(pairing: Pairing, site: str, M: Tensor | None, with_logits: bool, map_name: str):
         return cached_teacher_targets(cache.directory if cache else None, {"pair": cache.pair if cache else "",
-                                      "map": map_name}, teacher, tokenizer, train, pairing, site, M, with_logits)
+                                      "map": map_name}, teacher, tokenizer, train, pairing, site, M, with_logits,
+                                      config.teacher_top_k)
 
     if method == "sft":
         return train_lora(student, tokenizer, train, all_layers, ce, None, config.train, config.lora, desc).model

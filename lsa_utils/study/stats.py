@@ -46,11 +46,12 @@ def summarise(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
 
 
 def gap_closed(summary: pd.DataFrame) -> pd.Series:
-    """Per row of `summarise`: the fraction of its table's teacher - student gap on that task the mean closes."""
+    """Per row of `summarise`: the fraction of its table's teacher - student gap on that task the mean closes
+    (NaN where the teacher scores the same as the student: there is no gap to close)."""
     means = summary.set_index(["teacher", "task", "method"])["mean"]
     student = summary[["teacher", "task"]].apply(lambda r: means.get((r.teacher, r.task, "student"), math.nan), axis=1)
     teacher = summary[["teacher", "task"]].apply(lambda r: means.get((r.teacher, r.task, "teacher"), math.nan), axis=1)
-    return (summary["mean"] - student) / (teacher - student)
+    return ((summary["mean"] - student) / (teacher - student)).where(teacher != student)
 
 
 def item_correctness(runs: pd.DataFrame, clusters: Mapping[str, Sequence[str]]) -> pd.DataFrame:
@@ -110,6 +111,10 @@ def compare_items(items: pd.DataFrame, methods: Sequence[str], control: str = "s
 
 def _test(mean: float, se: float, df: int, level: float, power: float, control: str) -> dict[str, float | str]:
     """The t test, the corrected interval, the MDD and the verdict of one comparison."""
+    if df < 1:  # one cluster: its standard error cannot be estimated, so nothing can be decided
+        return {"mean_difference": mean, "se": se, "p_value": math.nan, "level": level, "low": math.nan,
+                "high": math.nan, "significant": False, "mdd": math.nan,
+                "verdict": "not estimable: every test item is in one cluster"}
     critical = t_quantile(1 - level / 2, df)
     if se == 0:  # every pair agrees: no evidence of any difference, and none can be bounded from the data
         p, low, high = 1.0, mean, mean

@@ -50,11 +50,15 @@ class LoraSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
+    """The optimiser's budget. ``micro_batch_size`` (sequences per forward / backward pass; None: the whole
+    batch) accumulates gradients so that a batch of 64 fits on one card; the update is the batch's."""
+
     epochs: int = 5
     lr: float = 3e-4
     batch_size: int = 64
     schedule: str = "single"
     seed: int = 0
+    micro_batch_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,8 @@ def _lora_parameters(model: PeftModel, layer: int) -> list[nn.Parameter]:
 
 
 def _step_loss(model: PeftModel, batch: Batch, rows: Tensor | None, targets: TargetSet | None,
-               supervision: Supervision, layers: Sequence[int], projections: nn.ModuleDict) -> dict[str, Tensor]:
+               supervision: Supervision, layers: Sequence[int], projections: nn.ModuleDict,
+               n_vocab: int) -> dict[str, Tensor]:
     mask = batch.response_mask
     with record(model, layers, supervision.site) as acts:
         hidden = arch.body(model)(**batch.model_inputs()).last_hidden_state  # [batch, seq, D]
@@ -107,9 +112,37 @@ def _step_loss(model: PeftModel, batch: Batch, rows: Tensor | None, targets: Tar
     if name in ("ce", "ce_kl"):
         terms["output"] = losses.cross_entropy(logits, labels)
     if name in ("kl_teacher", "ce_kl"):
-        teacher_logits = targets.logits[rows].to(logits.device)  # [rows, V shared]: no padding rows
-        terms["kl"] = losses.kl_teacher(logits[:, : teacher_logits.shape[-1]], teacher_logits)
+        teacher = targets.logits[rows].to(logits.device)
+        shared = logits[:, :n_vocab]  # the tokenizer's ids: none of a hub model's padding rows
+        if targets.logit_ids is None:  # [rows, V shared]: every teacher logit
+            terms["kl"] = losses.kl_teacher(shared, teacher)
+        else:  # [rows, k]: the teacher's top-k log-probabilities, and their ids
+            terms["kl"] = losses.kl_teacher_top_k(shared, teacher, targets.logit_ids[rows].to(logits.device))
     return terms
+
+
+def _backward(model: PeftModel, batch: Batch, indices: Sequence[int], targets: TargetSet | None,
+              supervision: Supervision, layers: Sequence[int], projections: nn.ModuleDict, n_vocab: int,
+              micro_batch_size: int | None) -> dict[str, Tensor]:
+    """Back-propagate one batch's loss, in micro-batches of ``micro_batch_size`` sequences when set; returns
+    the batch's loss terms (detached).
+
+    Each micro-batch's terms are weighted by its share of the batch's response positions, so the gradient
+    is the whole batch's for every loss that is a mean over positions (all but ``relation``, a mean over
+    sequences, which it approximates), and identical to it when the batch goes in one piece.
+    """
+    size = micro_batch_size or len(batch)
+    n_rows = batch.response_mask.sum()
+    totals: dict[str, Tensor] = {}
+    for start in range(0, len(batch), size):
+        part = batch.map(lambda t: t[start:start + size])  # [micro, seq]: same columns, same positions
+        rows = targets.rows(indices[start:start + size]) if targets is not None else None
+        terms = _step_loss(model, part, rows, targets, supervision, layers, projections, n_vocab)
+        share = part.response_mask.sum() / n_rows
+        (sum(terms.values()) * share).backward()
+        for name, value in terms.items():
+            totals[name] = totals.get(name, 0.0) + value.detach() * share
+    return totals
 
 
 def _layer_term(model: nn.Module, name: str, h: Tensor, target: Tensor, mask: Tensor,
@@ -186,12 +219,10 @@ def fit_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, items: Sequen
         supervised = [k for k in stage_layers if k in supervision.layers]
         for _ in range(n_steps):
             indices, batch = next(batches)
-            batch = batch.to(device)
-            rows = targets.rows(indices) if targets is not None else None
-            terms = _step_loss(model, batch, rows, targets, supervision, supervised, projections)
-            loss = sum(terms.values())
             optimizer.zero_grad()
-            loss.backward()
+            terms = _backward(model, batch.to(device), indices, targets, supervision, supervised, projections,
+                              len(tokenizer), spec.micro_batch_size)
+            loss = sum(terms.values())
             optimizer.step()
             scheduler.step()
             step += 1

@@ -14,7 +14,8 @@ Example:
 from __future__ import annotations
 
 from lsa_utils.tasks.benchmarks.sources import (
-    BENCHMARKS, BenchmarkSource, BenchmarkUnavailable, load_benchmark, source_record,
+    BENCHMARKS, BenchmarkSource, BenchmarkUnavailable, check_available, load_benchmark, source_record,
 )
 
-__all__ = ["BENCHMARKS", "BenchmarkSource", "BenchmarkUnavailable", "load_benchmark", "source_record"]
+__all__ = ["BENCHMARKS", "BenchmarkSource", "BenchmarkUnavailable", "check_available", "load_benchmark",
+           "source_record"]

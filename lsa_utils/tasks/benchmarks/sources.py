@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, DatasetDict, load_dataset
+from datasets import config as datasets_config
+from huggingface_hub import HfApi
+from huggingface_hub import constants as hub_constants
 
+from lsa_utils.infra.records import SourceUnavailable
 from lsa_utils.tasks.benchmarks import gsm8k, humaneval, mbpp, mmlu
 
 
@@ -55,8 +59,50 @@ BENCHMARKS: dict[str, BenchmarkSource] = {
 }
 
 
-class BenchmarkUnavailable(RuntimeError):
+class BenchmarkUnavailable(SourceUnavailable):
     """A benchmark part is neither reachable on the hub nor in the local cache nor given as files."""
+
+
+_HOW = ("For a benchmark: run once with network access to fill the cache, point HF_HOME at a machine's copy, "
+        "or give the benchmark data_files: {part: path} with local JSON-lines / Parquet files in its own schema")
+
+
+def _cached(dataset: str) -> bool:
+    """Whether the hub cache or datasets' own cache holds anything of ``dataset``."""
+    return ((Path(hub_constants.HF_HUB_CACHE) / f"datasets--{dataset.replace('/', '--')}").is_dir()
+            or (Path(datasets_config.HF_DATASETS_CACHE) / dataset.replace("/", "___")).is_dir())
+
+
+def check_available(name: str, revision: str | None = None, data_files: Mapping[str, str | Path] | None = None,
+                    seed: int = 0, timeout_s: float = 10.0) -> None:
+    """Raise `BenchmarkUnavailable` unless every part is a local file, cached, or on a reachable hub.
+
+    Cheap: file checks, or one metadata request per data set with a timeout; loading itself may still
+    find a cache incomplete, and then says so in the same words.
+    """
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+    source = BENCHMARKS[name]
+    if data_files is not None:
+        problems = []
+        if missing := sorted(set(source.parts) - set(data_files)):
+            problems.append(f"data_files lacks {', '.join(missing)} (one file per part: {', '.join(source.parts)})")
+        if absent := sorted(str(path) for path in data_files.values() if not Path(path).is_file()):
+            problems.append(f"no such file: {', '.join(absent)}")
+        if problems:
+            raise BenchmarkUnavailable(f"benchmark {name}: {'; '.join(problems)}")
+        return
+    for dataset in dict.fromkeys(part.dataset for part in source.parts.values()):
+        if _cached(dataset):
+            continue
+        if hub_constants.HF_HUB_OFFLINE or datasets_config.HF_HUB_OFFLINE:
+            raise BenchmarkUnavailable(f"cannot load benchmark {name} ({dataset}): not in the cache, and the hub "
+                                       "is switched off (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)", _HOW)
+        try:
+            HfApi().dataset_info(dataset, revision=revision or source.revision, timeout=timeout_s)
+        except Exception as error:  # any failure to reach the hub means the same thing here
+            raise BenchmarkUnavailable(f"cannot load benchmark {name} ({dataset}): not in the cache, and the hub "
+                                       f"did not answer ({type(error).__name__})", _HOW) from None
 
 
 def _local(path: str | Path) -> Dataset:
@@ -73,8 +119,7 @@ def _hub(part: Part, revision: str) -> Dataset:
     except Exception as error:  # datasets and the hub raise a dozen types for "not here"; one message for all
         raise BenchmarkUnavailable(
             f"cannot load {part.dataset} ({part.config or 'default'}, split {part.split}, revision {revision}): "
-            f"{type(error).__name__}. Run once with network access to fill the cache, point HF_HOME at a "
-            "machine's copy, or pass data_files={part: path} with local JSON-lines / Parquet files") from error
+            f"{type(error).__name__}", _HOW) from error
 
 
 def load_benchmark(name: str, revision: str | None = None, data_files: Mapping[str, str | Path] | None = None,
@@ -94,9 +139,13 @@ def load_benchmark(name: str, revision: str | None = None, data_files: Mapping[s
     return source.build(raw, seed)
 
 
-def source_record(name: str, splits: DatasetDict, revision: str | None = None) -> dict[str, Any]:
-    """What a run record states about a benchmark: ids, configurations, revision, split sizes and fingerprints."""
+def source_record(name: str, splits: DatasetDict, revision: str | None = None,
+                  data_files: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What a run record states about a benchmark: ids, configurations, revision (or the local files that
+    replaced the hub's), split sizes and fingerprints."""
     source = BENCHMARKS[name]
-    return {"benchmark": name, "revision": revision or source.revision,
-            "parts": {key: f"{p.dataset}/{p.config or 'default'}/{p.split}" for key, p in source.parts.items()},
+    hub = {key: f"{p.dataset}/{p.config or 'default'}/{p.split}" for key, p in source.parts.items()}
+    parts = {key: f"local file {data_files[key]}" if data_files and key in data_files else where
+             for key, where in hub.items()}
+    return {"benchmark": name, "revision": None if data_files else revision or source.revision, "parts": parts,
             "splits": {split: {"rows": len(data), "fingerprint": data._fingerprint} for split, data in splits.items()}}

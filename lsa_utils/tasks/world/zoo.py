@@ -311,7 +311,7 @@ def gap_checks(scores: pd.DataFrame, min_gap: float = 15.0, min_above_chance: fl
                      "target": min_gap})
         rows.append({"task": task, "check": "student - chance", "value": row["student"] - get_task(task).chance,
                      "target": min_above_chance})
-        if get_task(task).scoring == "program":
+        if get_task(task).scoring == "program" and "code_teacher" in row:
             rows.append({"task": task, "check": "code_teacher - teacher",
                          "value": row["code_teacher"] - row["teacher"], "target": min_code_gain})
     table = pd.DataFrame(rows)
