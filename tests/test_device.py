@@ -34,3 +34,19 @@ def test_unknown_device_names_value_and_choices(bad: str) -> None:
 def test_unavailable_cuda_is_an_error() -> None:
     with pytest.raises(ValueError, match="'cuda:1'.*not available"):
         resolve_device("cuda:1")
+
+
+def test_offloading_is_a_no_op_on_the_cpu_and_for_a_model_accelerate_placed(make_tiny):
+    """On the CPU the teacher stays put (the world computes exactly as without it); a model spread by
+    accelerate keeps accelerate's placement. The move to the CPU and back runs only on a GPU."""
+    from lsa_utils.infra.device import offloaded
+
+    model = make_tiny(40)
+    before = {name: p for name, p in model.named_parameters()}
+    with offloaded(model):
+        assert all(p.device.type == "cpu" for p in model.parameters())
+    assert all(p is before[name] for name, p in model.named_parameters())  # not even copied
+    model.hf_device_map = {"": "cpu"}
+    with offloaded(model):
+        pass
+    assert all(p is before[name] for name, p in model.named_parameters())

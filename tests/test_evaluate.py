@@ -12,8 +12,9 @@ from tokenizers import processors
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from lsa_utils.evaluation.scoring import (
-    evaluate_family, extract_program, judge, last_number, pass_at_k, run_programs, score_models,
+    evaluate_family, extract_program, judge, last_number, pass_at_k, run_programs, sampled_pass_at_1, score_models,
 )
+from lsa_utils.evaluation.generation import NonFiniteModel
 from lsa_utils.models.batches import collate, encode_context
 from lsa_utils.tasks.prompts import evaluation_context
 from lsa_utils.tasks.spec import WORLD_TASKS
@@ -89,6 +90,21 @@ def test_evaluate_family_on_a_tiny_real_model(family):
     assert result.metric == {"facts": "accuracy", "arith": "exact_match"}.get(family, "pass@1")
 
 
+def test_a_model_with_nan_weights_or_logits_is_refused_not_scored():
+    data = _split("facts")
+    tokenizer, model = _tiny_model(data)
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.model.layers[1].mlp.down_proj.weight[0, 0] = math.nan
+    with pytest.raises(NonFiniteModel, match="weight model.layers.1.mlp.down_proj.weight holds NaN"):
+        evaluate_family(broken, tokenizer, "facts", data)
+    with torch.no_grad():
+        broken.model.layers[1].mlp.down_proj.weight[0, 0] = 0.0
+    broken.lm_head.register_forward_hook(lambda module, args, out: out * math.inf)  # finite weights, inf logits
+    with pytest.raises(NonFiniteModel, match="logits hold NaN or inf"):
+        evaluate_family(broken, tokenizer, "facts", data)
+
+
 def test_scores_are_cached_per_model_and_family(tmp_path):
     data = _split("facts")
     tokenizer, model = _tiny_model(data)
@@ -154,3 +170,30 @@ def test_pass_at_1_is_the_fraction_that_passes_and_bad_counts_are_refused():
     assert pass_at_k(8, 2, 1) == pytest.approx(0.25)
     with pytest.raises(ValueError, match="n=4, c=5, k=1"):
         pass_at_k(4, 5, 1)
+
+
+def test_sampled_pass_at_1_is_each_items_fraction_of_passing_samples():
+    judged = [True, False, True, True, False, False, False, False, True, True, True, True]
+    assert sampled_pass_at_1(judged, 4) == [0.75, 0.0, 1.0]
+    with pytest.raises(ValueError, match="not 4 per item"):
+        sampled_pass_at_1(judged[:-1], 4)
+
+
+def test_sampled_evaluation_is_seeded_and_judges_every_sample():
+    """n samples at a temperature: the same draws on a rerun, each item scored from its own n samples."""
+    from lsa_utils.evaluation.generation import generate
+
+    data = _split("arith").select(range(4))
+    tokenizer, model = _tiny_model(data)
+    result = evaluate_family(model, tokenizer, "arith", data, max_new_tokens=6, n_samples=3, temperature=1.0)
+    again = evaluate_family(model, tokenizer, "arith", data, max_new_tokens=6, n_samples=3, temperature=1.0)
+    assert result == again
+    samples = generate(model, tokenizer, [evaluation_context(row) for row in data], 6, 64, 3, 1.0)
+    assert len(samples) == 12 and len(set(samples)) > 4  # sampled, not three copies of one greedy answer
+    rows = data.select([i for i in range(4) for _ in range(3)])
+    assert result.correct == sampled_pass_at_1(judge("arith", rows, samples), 3)
+    assert result.outputs == samples[::3]
+    greedy = evaluate_family(model, tokenizer, "arith", data, max_new_tokens=6)
+    assert greedy.outputs == generate(model, tokenizer, [evaluation_context(row) for row in data], 6)
+    with pytest.raises(ValueError, match="repeats one greedy answer"):
+        evaluate_family(model, tokenizer, "arith", data, n_samples=3)

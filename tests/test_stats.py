@@ -99,3 +99,11 @@ def test_item_correctness_unpacks_the_runs_and_refuses_missing_clusters():
     assert list(items["correct"]) == [1, 0, 1] and list(items["cluster"]) == ["a", "b", "a"]
     with pytest.raises(ValueError, match="3 items scored but 2 cluster labels"):
         item_correctness(runs, {"facts": ["a", "b"]})
+
+
+def test_item_strings_round_trip_bits_and_sampled_fractions():
+    from lsa_utils.study.stats import item_string, item_values
+
+    assert item_string([True, False, True]) == "101" and item_values("101") == [1, 0, 1]
+    assert item_string([0.25, 1.0, 0.0]) == "0.25,1,0" and item_values("0.25,1,0") == [0.25, 1.0, 0.0]
+    assert item_values(item_string([0.5])) == [0.5]

@@ -8,7 +8,8 @@ import torch
 from lsa_utils.semalign import LayerSource
 from lsa_utils.semalign.targets import teacher_targets
 from lsa_utils.training.trainer import (
-    LoraSpec, Supervision, TrainSpec, attach_lora, load_result, response_logits, save_result, train_lora,
+    LoraSpec, NonFiniteTraining, Supervision, TrainSpec, attach_lora, load_result, response_logits, save_result,
+    train_lora,
 )
 
 STEP = TrainSpec(epochs=1, lr=1e-2, batch_size=4, seed=0)
@@ -107,3 +108,12 @@ def test_micro_batches_accumulate_the_whole_batch_update(tiny_task, make_pair):
     assert all(torch.allclose(whole[n], accumulated[n], atol=1e-5) for n in whole)
     assert runs[0].log["loss"].to_numpy() == pytest.approx(runs[1].log["loss"].to_numpy(), rel=1e-5)
     assert any(not torch.all(p == 0) for n, p in accumulated.items() if "lora_B" in n)  # it did train
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_loss(tiny_task, make_tiny):
+    tokenizer, items = tiny_task
+    student = make_tiny(len(tokenizer))
+    spec = TrainSpec(epochs=3, lr=1e30, batch_size=4, seed=0)  # the first update sends LoRA to inf
+    with pytest.raises(NonFiniteTraining, match=r"sft on facts: step 2 of 6 \(lr 1e\+30\): the output loss is nan"):
+        train_lora(student, tokenizer, items[:8], [1, 2], Supervision(layer_loss=None, output_loss="ce"), None, spec,
+                   desc="sft on facts")

@@ -24,7 +24,7 @@ from datasets import Dataset, DatasetDict
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from lsa_utils.evaluation.generation import choose_options, generate
+from lsa_utils.evaluation.generation import check_finite, check_sampling, choose_options, generate
 from lsa_utils.evaluation.sandbox import SandboxSession
 from lsa_utils.infra.cache import atomic_write, config_key
 from lsa_utils.tasks.prompts import evaluation_context
@@ -39,8 +39,8 @@ class FamilyScore:
     family: str
     metric: str
     score: float  # percent
-    correct: list[bool]
-    outputs: list[str]  # chosen option or generated text, per item
+    correct: list[float]  # per item: 1 / 0 (True / False), or the pass@1 estimate from n samples
+    outputs: list[str]  # chosen option or generated text (the first sample), per item
 
 
 def last_number(text: str) -> str | None:
@@ -81,6 +81,13 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod((n - c - i) / (n - i) for i in range(k))
 
 
+def sampled_pass_at_1(judged: Sequence[bool], n: int) -> list[float]:
+    """Per item, the unbiased pass@1 estimate from its ``n`` judged samples (``judged`` item after item)."""
+    if len(judged) % n:
+        raise ValueError(f"{len(judged)} judged samples are not {n} per item")
+    return [pass_at_k(n, sum(judged[i:i + n]), 1) for i in range(0, len(judged), n)]
+
+
 def run_programs(programs: Sequence[str], tests: Sequence[str], timeout_s: float = 5.0) -> list[str]:
     """Sandbox status of each program against its hidden tests, all in one sandbox session."""
     with SandboxSession() as sandbox:
@@ -99,26 +106,38 @@ def judge(family: str, dataset: Dataset, outputs: Sequence[int | str]) -> list[b
 
 
 def evaluate_family(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, family: str,
-                    dataset: Dataset, max_new_tokens: int = 64, batch_size: int = 64) -> FamilyScore:
-    """Score one model on one task family's split."""
+                    dataset: Dataset, max_new_tokens: int = 64, batch_size: int = 64, n_samples: int = 1,
+                    temperature: float = 0.0) -> FamilyScore:
+    """Score one model on one task family's split (`NonFiniteModel` for a model with NaN or inf weights).
+
+    Generated answers are greedy by default; with ``n_samples`` at a ``temperature`` each item scores the
+    unbiased pass@1 estimate c / n of its samples (multiple choice reads logits and ignores both).
+    """
+    check_finite(model)
+    check_sampling(n_samples, temperature)
     spec = get_task(family)
     if spec.scoring == "multiple_choice":
         picks = choose_options(model, tokenizer, dataset, batch_size)
         correct = judge(family, dataset, picks)
         outputs = [row["choices"][p] for p, row in zip(picks, dataset)]
     else:
-        outputs = generate(model, tokenizer, [evaluation_context(row) for row in dataset], max_new_tokens,
-                           batch_size)
-        correct = judge(family, dataset, outputs)
+        n = n_samples if temperature > 0 else 1
+        samples = generate(model, tokenizer, [evaluation_context(row) for row in dataset], max_new_tokens,
+                           batch_size, n, temperature)
+        repeated = dataset if n == 1 else dataset.select([i for i in range(len(dataset)) for _ in range(n)])
+        judged = judge(family, repeated, samples)
+        correct = judged if n == 1 else sampled_pass_at_1(judged, n)
+        outputs = samples[::n]
     score = 100.0 * sum(correct) / max(1, len(correct))
     return FamilyScore(family, spec.metric, score, correct, outputs)
 
 
 def score_models(models: Mapping[str, PreTrainedModel], tokenizer: PreTrainedTokenizerBase,
                  tasks: Mapping[str, DatasetDict], split: str = "test", max_new_tokens: int = 64,
-                 batch_size: int = 64, cache: Path | None = None,
-                 model_keys: Mapping[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every model on every family: a tidy score table and a per-item table (for failure analysis).
+                 batch_size: int = 64, cache: Path | None = None, model_keys: Mapping[str, str] | None = None,
+                 n_samples: int = 1, temperature: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every model on every family: a tidy score table and a per-item table (for failure analysis); greedy,
+    or ``n_samples`` at a ``temperature`` (see `evaluate_family`).
 
     With ``cache`` and ``model_keys`` (what identifies each model's weights), each (model, family) result
     is stored as JSON and read back on the next call instead of being recomputed.
@@ -131,12 +150,14 @@ def score_models(models: Mapping[str, PreTrainedModel], tokenizer: PreTrainedTok
         if cache is not None and model_keys is not None:
             first = [evaluation_context(row) for row in dataset.select(range(min(3, len(dataset))))]
             key = config_key({"model": model_keys[name], "family": family, "split": split, "n": len(dataset),
-                              "max_new_tokens": max_new_tokens, "contexts": first, "format": SCORE_FORMAT})
+                              "max_new_tokens": max_new_tokens, "contexts": first, "format": SCORE_FORMAT,
+                              **({"sampling": [n_samples, temperature]} if temperature > 0 else {})})
             path = Path(cache) / "scores" / f"{name}-{family}-{key}.json"
         if path is not None and path.exists():
             result = FamilyScore(**json.loads(path.read_text()))
         else:
-            result = evaluate_family(model, tokenizer, family, dataset, max_new_tokens, batch_size)
+            result = evaluate_family(model, tokenizer, family, dataset, max_new_tokens, batch_size, n_samples,
+                                     temperature)
             if path is not None:
                 with atomic_write(path) as tmp:
                     tmp.write_text(json.dumps(asdict(result)))

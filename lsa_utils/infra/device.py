@@ -1,15 +1,19 @@
 """Pick the torch device the same way in every notebook.
 
 "auto" means CUDA when present, else CPU. The environment variable LSA_DEVICE overrides "auto" (so a
-whole `make reproduce` can be forced onto one device) but never an explicit request.
+whole `make reproduce` can be forced onto one device) but never an explicit request. `offloaded` frees a
+model's accelerator memory for a block (the teacher, while the student trains).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
+from torch import nn
 
 CHOICES = ("auto", "cpu", "cuda", "cuda:N")
 ENV_VAR = "LSA_DEVICE"
@@ -56,3 +60,22 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
+
+
+@contextmanager
+def offloaded(model: nn.Module) -> Iterator[None]:
+    """Move ``model``'s weights to the CPU for the block and back to its device after it.
+
+    A no-op for a model on the CPU and for one that accelerate spread over devices (``device_map``: its
+    placement is accelerate's to change), so the CPU path computes exactly as without it.
+    """
+    device = next(model.parameters()).device
+    if device.type == "cpu" or getattr(model, "hf_device_map", None):
+        yield
+        return
+    model.to("cpu")
+    torch.cuda.empty_cache()
+    try:
+        yield
+    finally:
+        model.to(device)

@@ -22,7 +22,7 @@ from lsa_utils.infra.cache import atomic_write, config_key
 from lsa_utils.models.loading import ModelRecipe, ModelSet
 from lsa_utils.study.executors import Executor
 from lsa_utils.study.methods import TargetCache, TransferConfig, transfer_model
-from lsa_utils.study.stats import UNTRAINED
+from lsa_utils.study.stats import UNTRAINED, item_string
 
 RUN_FORMAT = 3  # bump when a change of the methods or the evaluator changes results, so old runs are not reused
 ROWS = ("teacher", "student", "task", "method", "seed", "metric", "score", "train_score", "correct")
@@ -88,8 +88,9 @@ def item_clusters(models: ModelSet, families: Sequence[str], n_test: int | None 
 def execute(job: Job) -> Job:
     """Transfer and score one run, and write its record (atomically); the models load once per process.
 
-    The record holds the test score, the correctness of every test item (a string of 0 and 1, in item
-    order, for the item-level statistics) and the score on the first ``n_fit`` train items.
+    The record holds the test score, the correctness of every test item (`item_string`: 0 and 1, or
+    pass@1 estimates from samples, in item order, for the item-level statistics) and the score on the
+    first ``n_fit`` train items.
     """
     models = job.models.load()
     pair = models.pair(job.teacher, job.student)
@@ -101,7 +102,7 @@ def execute(job: Job) -> Job:
     train_score = (evaluate_family(model, models.tokenizer, job.family, _first(splits["train"], job.n_fit),
                                    **job.evaluation).score if job.n_fit else None)
     record = {"metric": result.metric, "score": result.score, "train_score": train_score,
-              "correct": "".join("1" if ok else "0" for ok in result.correct)}
+              "correct": item_string(result.correct)}
     with atomic_write(Path(job.path)) as tmp:
         tmp.write_text(json.dumps(record))
     return job

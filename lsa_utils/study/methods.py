@@ -38,11 +38,13 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset, DatasetDict
+from peft import PeftModel
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from lsa_utils.baselines import laten, seeking
 from lsa_utils.evaluation.scoring import evaluate_family
+from lsa_utils.infra.device import offloaded
 from lsa_utils.models import arch
 from lsa_utils.models.batches import Batch, collate
 from lsa_utils.models.pair_check import shared_vocabulary
@@ -51,7 +53,7 @@ from lsa_utils.semalign import (
     plan_layers,
 )
 from lsa_utils.semalign.targets import (
-    Pairing, cached_teacher_targets, cached_tensors, response_states, teacher_targets,
+    Pairing, TargetSet, cached_teacher_targets, cached_tensors, response_states, teacher_targets,
 )
 from lsa_utils.tasks.spec import TaskItem, get_task
 from lsa_utils.training.trainer import LoraSpec, Supervision, TrainSpec, fit_lora, train_lora
@@ -196,13 +198,23 @@ def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenize
     all_layers = list(range(1, n_s + 1))
     ce = Supervision(layer_loss=None, output_loss="ce")
     desc = f"{method} on {family}"
+
+    def trained(items: Sequence[TaskItem], layers: Sequence[int], supervision: Supervision,
+                target_set: TargetSet | None = None, spec: TrainSpec = config.train,
+                model: PeftModel | None = None) -> nn.Module:
+        """LoRA training, with the teacher off the accelerator: everything the method needs of it is computed."""
+        with offloaded(teacher):
+            if model is not None:  # Seeking's student, its LoRA already planted
+                return fit_lora(model, tokenizer, items, layers, supervision, target_set, spec, desc).model
+            return train_lora(student, tokenizer, items, layers, supervision, target_set, spec, config.lora,
+                              desc).model
+
     if method in TRANSDUCTIVE:
         if test is None:
             raise ValueError(f"the {method} control trains on the scored items: pass test=<the test items>")
-        items = list(test) if method == "oracle" else teacher_answered(teacher, tokenizer, family, test,
-                                                                       **(evaluation or {}))
-        return train_lora(student, tokenizer, _cycled(items, len(train)), all_layers, ce, None, config.train,
-                          config.lora, desc).model
+        greedy = {k: v for k, v in (evaluation or {}).items() if k in ("max_new_tokens", "batch_size")}
+        items = list(test) if method == "oracle" else teacher_answered(teacher, tokenizer, family, test, **greedy)
+        return trained(_cycled(items, len(train)), all_layers, ce)
     seed_batch = collate(tokenizer, [train[i] for i in range(min(config.n_seed_examples, len(train)))])
 
     def targets(pairing: Pairing, site: str, M: Tensor | None, with_logits: bool, map_name: str):
@@ -211,21 +223,17 @@ def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenize
                                       config.teacher_top_k)
 
     if method == "sft":
-        return train_lora(student, tokenizer, train, all_layers, ce, None, config.train, config.lora, desc).model
+        return trained(train, all_layers, ce)
     if method == "kd":
-        return train_lora(student, tokenizer, train, all_layers, replace(ce, output_loss="ce_kl"),
-                          targets({}, "block_output", None, True, "none"),
-                          config.train, config.lora, desc).model
+        return trained(train, all_layers, replace(ce, output_loss="ce_kl"), targets({}, "block_output", None, True,
+                                                                                    "none"))
     if method == "layerwise_kd":
         pairing = dict(enumerate(pair_layers(arch.n_layers(teacher), n_s), start=1))  # the floor map
         supervision = Supervision(tuple(all_layers), "block_output", "projected_mse", "ce")
-        return train_lora(student, tokenizer, train, all_layers, supervision,
-                          targets(pairing, "block_output", None, False, "none"),
-                          config.train, config.lora, desc).model
+        return trained(train, all_layers, supervision, targets(pairing, "block_output", None, False, "none"))
     if method == "seeking":
         scores = _sensitivities(teacher, seed_batch, config.lora.modules, cache)
-        model = seeking.plant(student, teacher, scores, config.lora)
-        return fit_lora(model, tokenizer, train, all_layers, ce, None, config.train, desc).model
+        return trained(train, all_layers, ce, model=seeking.plant(student, teacher, scores, config.lora))
     if method == "laten":
         spec = laten.LatenSpec(steps_per_example=get_task(family).laten_steps, seed=config.train.seed)
         return laten.transfer(teacher, student, tokenizer, splits["extract"], splits["align"], spec, desc)[0]
@@ -242,4 +250,4 @@ def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenize
     semalign_targets = targets(pairing, config.site, M, "kl" in output_loss, config.basis)
     if method == "semalign_shuffled":
         semalign_targets = semalign_targets.permuted(config.train.seed)
-    return train_lora(student, tokenizer, train, layers, supervision, semalign_targets, spec, config.lora, desc).model
+    return trained(train, layers, supervision, semalign_targets, spec)

@@ -54,6 +54,19 @@ def gap_closed(summary: pd.DataFrame) -> pd.Series:
     return ((summary["mean"] - student) / (teacher - student)).where(teacher != student)
 
 
+def item_string(correct: Sequence[float]) -> str:
+    """Per-item correctness as one string for tables: ``0110`` when every value is 0 or 1, else the values
+    joined by commas (``0.2,1,0``)."""
+    if all(value in (0, 1) for value in correct):
+        return "".join("1" if value else "0" for value in correct)
+    return ",".join(f"{value:.6g}" for value in correct)
+
+
+def item_values(text: str) -> list[float]:
+    """The values `item_string` wrote."""
+    return [float(v) for v in text.split(",")] if "," in text or "." in text else [int(bit) for bit in text]
+
+
 def item_correctness(runs: pd.DataFrame, clusters: Mapping[str, Sequence[str]]) -> pd.DataFrame:
     """One row per (run, test item) from the runs' ``correct`` strings, with each item's cluster.
 
@@ -61,11 +74,11 @@ def item_correctness(runs: pd.DataFrame, clusters: Mapping[str, Sequence[str]]) 
     """
     rows = []
     for run in runs.itertuples(index=False):
-        labels = clusters[run.task]
-        if len(run.correct) > len(labels):
-            raise ValueError(f"{run.task}: {len(run.correct)} items scored but {len(labels)} cluster labels")
+        labels, values = clusters[run.task], item_values(run.correct)
+        if len(values) > len(labels):
+            raise ValueError(f"{run.task}: {len(values)} items scored but {len(labels)} cluster labels")
         rows += [{"teacher": run.teacher, "task": run.task, "method": run.method, "seed": run.seed, "item": i,
-                  "cluster": labels[i], "correct": int(bit)} for i, bit in enumerate(run.correct)]
+                  "cluster": labels[i], "correct": value} for i, value in enumerate(values)]
     return pd.DataFrame(rows)
 
 

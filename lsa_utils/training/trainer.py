@@ -71,6 +71,11 @@ class Supervision:
     output_loss: str = "cosine_onehot"
 
 
+class NonFiniteTraining(FloatingPointError):
+    """A loss term or a gradient became NaN or infinite: the run stops there, before the update, and nothing
+    of it is cached."""
+
+
 @dataclass
 class TrainResult:
     model: PeftModel
@@ -143,6 +148,18 @@ def _backward(model: PeftModel, batch: Batch, indices: Sequence[int], targets: T
         for name, value in terms.items():
             totals[name] = totals.get(name, 0.0) + value.detach() * share
     return totals
+
+
+def _check_finite(terms: dict[str, Tensor], params: Sequence[nn.Parameter], where: str) -> None:
+    """Raise `NonFiniteTraining` naming the first loss term (or the gradient) that is NaN or infinite."""
+    for name, value in terms.items():
+        if not torch.isfinite(value):
+            raise NonFiniteTraining(f"{where}: the {name} loss is {value.item()}; nothing was cached. Lower the "
+                                    "learning rate, or check the inputs and targets of this run")
+    grads = [p.grad for p in params if p.grad is not None]
+    if grads and not torch.stack([torch.isfinite(g).all() for g in grads]).all():
+        raise NonFiniteTraining(f"{where}: a gradient holds NaN or inf values (the loss is finite); nothing was "
+                                "cached. Lower the learning rate")
 
 
 def _layer_term(model: nn.Module, name: str, h: Tensor, target: Tensor, mask: Tensor,
@@ -223,9 +240,10 @@ def fit_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, items: Sequen
             terms = _backward(model, batch.to(device), indices, targets, supervision, supervised, projections,
                               len(tokenizer), spec.micro_batch_size)
             loss = sum(terms.values())
+            step += 1
+            _check_finite(terms, params, f"{desc}: step {step} of {total} (lr {spec.lr})")
             optimizer.step()
             scheduler.step()
-            step += 1
             log.append({"step": step, "stage": j, "loss": loss.item()} |
                        {f"{name}_loss": v.item() for name, v in terms.items()})
             bar.update()
