@@ -59,14 +59,18 @@ def test_run_writes_executed_notebook_and_record(tmp_path: Path, profile: Path) 
     assert sorted(p.name for p in (results / "executed").iterdir()) == ["echo.ipynb"]
 
 
-def test_failed_run_keeps_the_good_copy(tmp_path: Path, profile: Path) -> None:
+def test_failed_run_keeps_the_good_copy_and_everything_the_good_run_wrote(tmp_path: Path, profile: Path) -> None:
     results = tmp_path / "results"
     good = run_notebook(ECHO, profile, results_dir=results).read_bytes()
+    before = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()}
     with pytest.raises(NotebookFailed, match="RuntimeError: asked to fail.*echo.failed.ipynb"):
-        run_notebook(ECHO, profile, results_dir=results, overrides={"fail": True})
+        run_notebook(ECHO, profile, results_dir=results, overrides={"seed": 8, "fail": True})  # fails after writing
     executed = results / "executed"
     assert (executed / "echo.ipynb").read_bytes() == good
     assert sorted(p.name for p in executed.iterdir()) == ["echo.failed.ipynb", "echo.ipynb"]
+    after = {p: p.read_bytes() for p in results.rglob("*") if p.is_file() and p.name != "echo.failed.ipynb"}
+    assert after == before  # the seed-8 params it wrote never landed
+    assert not list(results.glob(".tmp-*"))  # nor is the staging folder left
 
 
 def test_unknown_parameter_is_named_with_the_valid_ones(tmp_path: Path, profile: Path) -> None:

@@ -7,3 +7,4 @@ REPO_ROOT = PACKAGE_DIR.parent
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 PARAMS_DIR = REPO_ROOT / "params"
 RESULTS_DIR = REPO_ROOT / "results"
+STAGING = "LSA_STAGING"  # JSON {"results": folder, "staging": folder}: where a running notebook writes (outputs)

@@ -2,9 +2,10 @@
 
 `run_notebook` executes a notebook with Papermill under a profile, writes the executed notebook to
 `results/executed/` and a run record (parameters, seeds, git commit, package versions, device, wall
-time, and the models and data sets the notebook loaded) to `results/runs/<stem>.json`. Both land
-atomically: a failed run leaves the previous good copy in place and keeps its own executed notebook beside
-it as `<stem>.failed.ipynb` for debugging.
+time, and the models and data sets the notebook loaded) to `results/runs/<stem>.json`. The tables,
+figures and report a notebook writes are staged (`infra.outputs.staged`) and land with its executed copy
+and record only when every cell succeeded: a failed run leaves `results/` as it was, except for its own
+executed notebook, kept as `results/executed/<stem>.failed.ipynb` for debugging.
 
 `main` skips a notebook that already ran here with the same inputs, as long as nothing before it ran and
 everything it wrote is still there. The note of that run (a stamp) lives in the notebook's `cache_dir`,
@@ -37,7 +38,7 @@ import papermill
 from lsa_utils.infra.cache import atomic_write, config_key
 from lsa_utils.infra.device import describe_device, resolve_device
 from lsa_utils.infra.numerics import configure_torch, numerics_in_force
-from lsa_utils.infra.paths import NOTEBOOKS_DIR, PACKAGE_DIR, REPO_ROOT, RESULTS_DIR
+from lsa_utils.infra.paths import NOTEBOOKS_DIR, PACKAGE_DIR, REPO_ROOT, RESULTS_DIR, STAGING
 from lsa_utils.infra.profiles import load_profile, merge_parameters, notebook_parameters
 from lsa_utils.infra.records import SOURCES_NOTE, SourceUnavailable, read_sources
 
@@ -69,13 +70,19 @@ def run_notebook(
     git = _git_state()  # before executing, so the run's own outputs cannot make the tree dirty
 
     started_at, start, wall_start = datetime.now(timezone.utc), time.perf_counter(), time.time()
-    with tempfile.TemporaryDirectory(prefix="lsa-sources-") as folder:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="lsa-sources-") as folder, \
+            tempfile.TemporaryDirectory(prefix=".tmp-staging-", dir=results_dir) as staging:
         note = Path(folder) / "sources.json"
-        os.environ[SOURCES_NOTE] = str(note)  # the kernel (and its workers) inherit it
+        environment = {SOURCES_NOTE: str(note),
+                       STAGING: json.dumps({"results": str(results_dir), "staging": staging})}
+        os.environ.update(environment)  # the kernel (and its workers) inherit them
         try:
             executed = _execute(notebook, results_dir / "executed" / notebook.name, parameters)
         finally:
-            del os.environ[SOURCES_NOTE]
+            for name in environment:
+                del os.environ[name]
+        _land(Path(staging), results_dir)  # only now: every cell succeeded
         sources = read_sources(note)
     configure_torch()  # as every process that computes does, so the record states what they ran under
     record = {
@@ -219,6 +226,14 @@ def _execute(notebook: Path, output: Path, parameters: Mapping[str, Any]) -> Pat
         _record_paths(tmp, input_path=notebook, output_path=output)
     failed.unlink(missing_ok=True)
     return output
+
+
+def _land(staging: Path, results_dir: Path) -> None:
+    """Move every file a notebook staged to its place under ``results_dir`` (each move atomic)."""
+    for staged_file in sorted(p for p in staging.rglob("*") if p.is_file()):
+        target = results_dir / staged_file.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged_file, target)
 
 
 def _record_paths(executed: Path, *, input_path: Path, output_path: Path) -> None:
