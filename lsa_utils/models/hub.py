@@ -70,6 +70,12 @@ def _unavailable(spec: ModelSpec, reason: Exception | str) -> ModelUnavailable:
     return ModelUnavailable(f"cannot load model {spec.id} (revision {spec.revision or 'main'}): {why}", _HOW)
 
 
+def looks_local(id_or_path: str) -> bool:
+    """Whether a model id is meant as a folder (``./m``, ``/abs/m``, ``~/m``, ``a/b/c``) rather than a hub
+    id (``org/name``), whether or not that folder exists."""
+    return id_or_path.startswith((".", "/", "~")) or id_or_path.count("/") > 1
+
+
 def check_available(spec: ModelSpec, timeout_s: float = 10.0) -> None:
     """Raise `ModelUnavailable` unless the model is a local folder, in the hub cache, or on a reachable hub.
 
@@ -81,7 +87,7 @@ def check_available(spec: ModelSpec, timeout_s: float = 10.0) -> None:
         if not (folder / "config.json").is_file():
             raise _unavailable(spec, "the folder has no config.json (save the model there with save_pretrained)")
         return
-    if folder.is_absolute() or spec.id.startswith((".", "~")) or spec.id.count("/") > 1:
+    if looks_local(spec.id):
         raise _unavailable(spec, "no such folder")
     if isinstance(try_to_load_from_cache(spec.id, "config.json", revision=spec.revision), str):
         return

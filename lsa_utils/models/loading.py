@@ -30,7 +30,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from lsa_utils.infra.device import resolve_device
 from lsa_utils.infra.records import SourceUnavailable, note_sources
 from lsa_utils.models import arch
-from lsa_utils.models.hub import ModelSpec, load_hub_models
+from lsa_utils.models.hub import ModelSpec, load_hub_models, looks_local
 from lsa_utils.models.hub import check_available as check_model
 from lsa_utils.tasks.benchmarks import load_benchmark, source_record
 from lsa_utils.tasks.benchmarks import check_available as check_benchmark
@@ -179,7 +179,7 @@ def _absolute_id(params: dict, base: Path) -> dict:
     id_or_path = params.get("id")
     if id_or_path:  # a missing id is ModelSpec's error to name
         path = base / Path(id_or_path).expanduser()
-        if id_or_path.startswith((".", "/", "~")) or id_or_path.count("/") > 1 or path.is_dir():
+        if looks_local(id_or_path) or path.is_dir():
             params["id"] = str(path.resolve())
     return params
 
