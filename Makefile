@@ -16,12 +16,28 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 TORCH   ?= 2.13.0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test reproduce real-smoke bench world-seeds lab lock clean distclean
+ifneq ($(shell id -u),0)
+SUDO := sudo
+endif
+
+.PHONY: help setup sandbox-tool test reproduce real-smoke bench world-seeds lab lock clean distclean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(STAMP) ## create .venv from requirements.lock, with the package, its Jupyter kernel and the nbstripout filter
+setup: $(STAMP) sandbox-tool ## create .venv from requirements.lock, with the package, its Jupyter kernel and the nbstripout filter
+
+# Generated code runs only inside bubblewrap (Debian's `bubblewrap`): installed here when we are root with
+# apt; otherwise the one command that does it is printed, and code evaluation refuses to run until then.
+sandbox-tool: ## install bubblewrap, the sandbox for generated code, if it is missing (root with apt)
+	@command -v bwrap >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing bubblewrap, the sandbox for generated code"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bubblewrap \
+			|| { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bubblewrap; }; \
+		else \
+			echo "bubblewrap is missing; generated code will not run until you run: $(SUDO) apt-get install bubblewrap" >&2; \
+		fi; }
 
 # The stamp says .venv was built from the current lock and pyproject.toml. nbstripout finds
 # notebooks/*.ipynb already named in .gitattributes, so it only adds the filter to .git/config.
@@ -34,10 +50,10 @@ $(STAMP): requirements.lock pyproject.toml
 		$(PY) -m nbstripout --install --attributes .gitattributes; fi
 	touch $@
 
-test: $(STAMP) ## run the test suite, offline
+test: $(STAMP) sandbox-tool ## run the test suite, offline
 	$(OFFLINE) $(PY) -m pytest
 
-reproduce: $(STAMP) ## run the notebooks in order, skipping up-to-date ones, into results/ (other profiles: results/PROFILE/): PROFILE=cpu DEVICE=auto FORCE=1
+reproduce: $(STAMP) sandbox-tool ## run the notebooks in order, skipping up-to-date ones, into results/ (other profiles: results/PROFILE/): PROFILE=cpu DEVICE=auto FORCE=1
 	$(PY) -m lsa_utils --profile $(PROFILE) --device $(DEVICE) --results-dir $(RESULTS) \
 		$(if $(filter 1 yes true,$(FORCE)),--force)
 
@@ -45,10 +61,10 @@ reproduce: $(STAMP) ## run the notebooks in order, skipping up-to-date ones, int
 .cache/real-smoke/models/student/config.json: tests/real_smoke.py tests/benchmark_rows.py | $(STAMP)
 	$(OFFLINE) $(PY) tests/real_smoke.py .cache/real-smoke
 
-real-smoke: $(STAMP) .cache/real-smoke/models/student/config.json ## notebooks 00-06 on a tiny local pair and benchmark fixtures (scores mean nothing)
+real-smoke: $(STAMP) sandbox-tool .cache/real-smoke/models/student/config.json ## notebooks 00-06 on a tiny local pair and benchmark fixtures (scores mean nothing)
 	$(OFFLINE) $(PY) -m lsa_utils --profile real-smoke --device cpu --results-dir results/real-smoke --force
 
-bench: $(STAMP) ## speed and memory benchmarks into results/tables/bench.csv and results/BENCH.md: PROFILE=cpu
+bench: $(STAMP) sandbox-tool ## speed and memory benchmarks into results/tables/bench.csv and results/BENCH.md: PROFILE=cpu
 	$(OFFLINE) $(PY) -m lsa_utils.study.bench --profile $(PROFILE)
 
 world-seeds: $(STAMP) ## the zoo on world seeds 0 1 2: do notebook 00's targets hold? into results/tables/world_seed*.csv

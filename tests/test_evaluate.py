@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import pytest
@@ -15,6 +16,7 @@ from lsa_utils.evaluation.scoring import (
     evaluate_family, extract_program, judge, last_number, pass_at_k, run_programs, sampled_pass_at_1, score_models,
 )
 from lsa_utils.evaluation.generation import NonFiniteModel
+from lsa_utils.infra.cache import CorruptCacheEntry
 from lsa_utils.models.batches import collate, encode_context
 from lsa_utils.tasks.prompts import evaluation_context
 from lsa_utils.tasks.spec import WORLD_TASKS
@@ -116,6 +118,19 @@ def test_scores_are_cached_per_model_and_family(tmp_path):
     assert first.equals(again) and items.equals(items_again)
     score_models({"m": model}, tokenizer, tasks, cache=tmp_path, model_keys={"m": "k2"})  # ...a new key is
     assert len(list((tmp_path / "scores").glob("m-facts-*.json"))) == 2
+
+
+def test_a_tampered_score_is_reported_and_recomputed(tmp_path):
+    data = _split("facts")
+    tokenizer, model = _tiny_model(data)
+    tasks = {"facts": DatasetDict({"test": data})}
+    first, _ = score_models({"m": model}, tokenizer, tasks, cache=tmp_path, model_keys={"m": "k1"})
+    (path,) = (tmp_path / "scores").glob("m-facts-*.json")
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "score": record["score"] + 1.0}))
+    with pytest.warns(CorruptCacheEntry, match=f"cache entry {path} is corrupt"):
+        again, _ = score_models({"m": model}, tokenizer, tasks, cache=tmp_path, model_keys={"m": "k1"})
+    assert first.equals(again) and json.loads(path.read_text()) == record
 
 
 def _variant(tokenizer, padding_side: str, adds_bos: bool):

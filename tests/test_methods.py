@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -208,3 +210,38 @@ def test_the_hub_profiles_budget_runs_in_bf16_with_top_k_logits_and_micro_batche
     model = transfer_model(method, teacher, student, tokenizer, splits, "facts", config)
     logits = response_logits(model, tokenizer, items[:2])
     assert torch.isfinite(logits.float()).all() and not torch.equal(logits, response_logits(student, tokenizer, items[:2]))
+
+
+def test_a_corrupt_run_record_is_run_again_and_an_intact_one_is_not(tmp_path):
+    """`run_jobs` trusts a transfer run's record only when its checksum holds."""
+    from lsa_utils.infra.cache import CorruptCacheEntry, atomic_write
+    from lsa_utils.models.loading import ModelRecipe
+    from lsa_utils.study.executors import Executor
+    from lsa_utils.study.grid import Job, run_jobs
+
+    def job(method: str) -> Job:
+        return Job(ModelRecipe("{}", str(tmp_path), "cpu"), "teacher", "student", method, "facts", 0, TINY, {},
+                   None, 0, str(tmp_path), str(tmp_path / "transfer" / f"{method}.json"))
+
+    def write(run: Job) -> Job:
+        with atomic_write(Path(run.path), checksum=True) as tmp:
+            tmp.write_text(json.dumps({"metric": "accuracy", "score": 50.0, "train_score": None, "correct": "10"}))
+        return run
+
+    class Recording(Executor):
+        """Runs ``write`` instead of a transfer (no models here) and notes which runs it was given."""
+
+        def __init__(self) -> None:
+            self.ran: list[str] = []
+
+        def map_unordered(self, fn, items):
+            for run in items:
+                self.ran.append(run.method)
+                yield write(run)
+
+    jobs = [write(job("sft")), write(job("kd"))]
+    Path(jobs[1].path).write_text(Path(jobs[1].path).read_text().replace("50.0", "90.0"))
+    executor = Recording()
+    with pytest.warns(CorruptCacheEntry, match=f"cache entry {jobs[1].path} is corrupt"):
+        table = run_jobs(jobs, executor)
+    assert executor.ran == ["kd"] and table["score"].tolist() == [50.0, 50.0]

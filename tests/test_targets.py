@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lsa_utils.infra.cache import CorruptCacheEntry, verified
 from lsa_utils.models.batches import collate
 from lsa_utils.models.capture import capture
 from lsa_utils.semalign import LayerSource
@@ -61,6 +62,21 @@ def test_teacher_targets_are_cached_with_their_metadata(tiny_task, make_pair, tm
         TargetSet.load(path, {**meta, "site": "block_output"})
 
 
+def test_a_truncated_target_file_is_reported_and_recomputed(tiny_task, make_pair, tmp_path):
+    """The issue's `SafetensorError: incomplete metadata` under --force: now a named warning and a rebuild."""
+    tokenizer, items = tiny_task
+    student, teacher, M = make_pair(len(tokenizer))
+    args = (tmp_path, {"pair": "tiny", "map": "output"}, teacher, tokenizer, items[:3], {2: LayerSource.single(3)},
+            "block_delta", M, True)
+    first = cached_teacher_targets(*args)
+    (path,) = tmp_path.glob("targets-*.safetensors")
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.warns(CorruptCacheEntry, match=f"{path}.*checksum mismatch.*removed, recomputing"):
+        again = cached_teacher_targets(*args)
+    assert torch.equal(first.layers[2], again.layers[2]) and torch.equal(first.logits, again.logits)
+    assert verified(path)
+
+
 def test_a_pairing_is_keyed_as_layer_numbers_and_blends():
     """The cache key's pairing: a single layer is its number, a blend [a, b, lam] (kept so old caches hold)."""
     assert LayerSource.single(3).to_json() == 3
@@ -76,4 +92,4 @@ def test_saved_activations_carry_their_metadata(tmp_path):
     assert set(loaded) == {2, 4} and torch.equal(loaded[4], acts[4])
     with pytest.raises(ValueError, match="other settings.*site"):
         load_activations(tmp_path / "acts.safetensors", expected={**meta, "site": "block_output"})
-    assert [p.name for p in tmp_path.iterdir()] == ["acts.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".acts.safetensors.sha256", "acts.safetensors"]

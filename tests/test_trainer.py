@@ -80,6 +80,10 @@ def test_saved_result_reloads_to_the_same_outputs(tiny_task, make_tiny, tmp_path
     assert not torch.allclose(response_logits(student, tokenizer, items[:4]),
                               response_logits(result.model, tokenizer, items[:4]))
     assert (tmp_path / "run" / "log.csv").exists()
+    weights = tmp_path / "run" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])  # a copy cut short
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'run'} is corrupt \(adapter_model.safetensors: checksum"):
+        load_result(student, tmp_path / "run")
 
 
 def test_bad_requests_are_explained(tiny_task, make_tiny):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
 
+from lsa_utils.infra.cache import CorruptCacheEntry, verified
 from lsa_utils.tasks.world import zoo as zoo_module
 from lsa_utils.tasks.world.zoo import MODEL_NAMES, ZooConfig, load_zoo, model_key, world_key
 
@@ -54,6 +57,51 @@ def test_second_load_reuses_the_cache(zoo, cache, monkeypatch):
     ids = torch.arange(10).unsqueeze(0)
     for name in MODEL_NAMES:
         torch.testing.assert_close(again[name](ids).logits, models[name](ids).logits)
+
+
+def _overwrite(path: Path, data: bytes) -> None:
+    """Damage a cached file as a new file of the same name: the fixture's models map the old one's pages."""
+    path.with_name("damaged").write_bytes(data)
+    path.with_name("damaged").replace(path)
+
+
+def test_a_model_overwritten_with_garbage_is_noticed_and_retrained_alone(zoo, cache, monkeypatch):
+    """The issue's case: garbage of the same size in a saved model no longer loads silently."""
+    _, models = zoo
+    entry = cache / "models" / f"student-{model_key(ZooConfig.from_dict(TINY), 'student')}"
+    weights = bytearray((entry / "model.safetensors").read_bytes())
+    weights[-64:] = b"\x7f" * 64  # float32 3.4e38, as in the issue
+    _overwrite(entry / "model.safetensors", bytes(weights))
+    trained, train = [], zoo_module.train_causal_lm
+
+    def spy(model, ids, budget, device, desc):
+        trained.append(desc)
+        return train(model, ids, budget, device, desc)
+
+    monkeypatch.setattr(zoo_module, "train_causal_lm", spy)
+    with pytest.warns(CorruptCacheEntry, match=f"cache entry {entry} is corrupt .model.safetensors: checksum"):
+        _, again = load_zoo(ZooConfig.from_dict(TINY), cache, torch.device("cpu"))
+    assert trained == ["train student"]
+    for name in MODEL_NAMES:
+        expected = models[name].state_dict()
+        assert all(torch.equal(t, expected[k]) for k, t in again[name].state_dict().items())
+
+
+def test_a_truncated_world_is_rebuilt_and_its_models_reused(zoo, cache, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("a model retrained although only the world was damaged")
+
+    world, _ = zoo
+    entry = cache / "world" / world_key(ZooConfig.from_dict(TINY))
+    corpus = entry / "corpus.safetensors"
+    _overwrite(corpus, corpus.read_bytes()[:1000])
+    monkeypatch.setattr(zoo_module, "train_causal_lm", no_training)
+    with pytest.warns(CorruptCacheEntry, match=f"cache entry {entry} is corrupt .corpus.safetensors: checksum"):
+        again, _ = load_zoo(ZooConfig.from_dict(TINY), cache, torch.device("cpu"))
+    assert torch.equal(again.corpus_ids, world.corpus_ids)
+    assert again.tokenizer.get_vocab() == world.tokenizer.get_vocab()
+    again.tasks["facts"]["test"].map(lambda row: {"n": len(row["prompt"])})  # writes no cache file into the entry
+    assert verified(entry)
 
 
 def test_keys_depend_on_what_the_stage_depends_on():

@@ -25,13 +25,12 @@ from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lsa_utils.evaluation.generation import check_finite, check_sampling, choose_options, generate
-from lsa_utils.evaluation.sandbox import SandboxSession
-from lsa_utils.infra.cache import atomic_write, config_key
+from lsa_utils.evaluation.sandbox import Isolation, SandboxSession
+from lsa_utils.infra.cache import atomic_write, config_key, stage_digest, verified
 from lsa_utils.tasks.prompts import evaluation_context
 from lsa_utils.tasks.spec import get_task
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-SCORE_FORMAT = 2  # bump when a change of the evaluator changes scores, so cached scores are not reused
 
 
 @dataclass(frozen=True)
@@ -88,44 +87,58 @@ def sampled_pass_at_1(judged: Sequence[bool], n: int) -> list[float]:
     return [pass_at_k(n, sum(judged[i:i + n]), 1) for i in range(0, len(judged), n)]
 
 
-def run_programs(programs: Sequence[str], tests: Sequence[str], timeout_s: float = 5.0) -> list[str]:
+def run_programs(programs: Sequence[str], tests: Sequence[str], timeout_s: float = 5.0,
+                 isolation: Isolation = "bubblewrap") -> list[str]:
     """Sandbox status of each program against its hidden tests, all in one sandbox session."""
-    with SandboxSession() as sandbox:
+    with SandboxSession(isolation) as sandbox:
         return [sandbox.run(program, test, timeout_s).status for program, test in zip(programs, tests)]
 
 
-def judge(family: str, dataset: Dataset, outputs: Sequence[int | str]) -> list[bool]:
-    """Correctness per item of chosen option indices (multiple choice) or generated continuations."""
+def judge(family: str, dataset: Dataset, outputs: Sequence[int | str], sandbox: Isolation = "bubblewrap") -> list[bool]:
+    """Correctness per item of chosen option indices (multiple choice) or generated continuations (code
+    runs under the ``sandbox`` isolation)."""
     scoring = get_task(family).scoring
     if scoring == "multiple_choice":
         return [pick == row["label"] for pick, row in zip(outputs, dataset)]
     if scoring == "last_number":
         return [last_number(text) == row["answer"] for text, row in zip(outputs, dataset)]
     programs = [extract_program(text, row["entry_point"], row["code_prefix"]) for text, row in zip(outputs, dataset)]
-    return [status == "passed" for status in run_programs(programs, dataset["test_code"])]
+    return [status == "passed" for status in run_programs(programs, dataset["test_code"], isolation=sandbox)]
+
+
+def answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, family: str, dataset: Dataset,
+            max_new_tokens: int = 64, batch_size: int = 64) -> list[str]:
+    """The model's greedy answers, unjudged: the chosen option's text, or the generated continuation."""
+    check_finite(model)
+    if get_task(family).scoring == "multiple_choice":
+        picks = choose_options(model, tokenizer, dataset, batch_size)
+        return [row["choices"][p] for p, row in zip(picks, dataset)]
+    return generate(model, tokenizer, [evaluation_context(row) for row in dataset], max_new_tokens, batch_size)
 
 
 def evaluate_family(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, family: str,
                     dataset: Dataset, max_new_tokens: int = 64, batch_size: int = 64, n_samples: int = 1,
-                    temperature: float = 0.0) -> FamilyScore:
+                    temperature: float = 0.0, sandbox: Isolation = "bubblewrap") -> FamilyScore:
     """Score one model on one task family's split (`NonFiniteModel` for a model with NaN or inf weights).
 
     Generated answers are greedy by default; with ``n_samples`` at a ``temperature`` each item scores the
     unbiased pass@1 estimate c / n of its samples (multiple choice reads logits and ignores both).
+    Generated code runs in bubblewrap, or under the in-process guard with ``sandbox="guard"``, which is
+    not a security boundary.
     """
     check_finite(model)
     check_sampling(n_samples, temperature)
     spec = get_task(family)
     if spec.scoring == "multiple_choice":
         picks = choose_options(model, tokenizer, dataset, batch_size)
-        correct = judge(family, dataset, picks)
+        correct = judge(family, dataset, picks, sandbox)
         outputs = [row["choices"][p] for p, row in zip(picks, dataset)]
     else:
         n = n_samples if temperature > 0 else 1
         samples = generate(model, tokenizer, [evaluation_context(row) for row in dataset], max_new_tokens,
                            batch_size, n, temperature)
         repeated = dataset if n == 1 else dataset.select([i for i in range(len(dataset)) for _ in range(n)])
-        judged = judge(family, repeated, samples)
+        judged = judge(family, repeated, samples, sandbox)
         correct = judged if n == 1 else sampled_pass_at_1(judged, n)
         outputs = samples[::n]
     score = 100.0 * sum(correct) / max(1, len(correct))
@@ -135,12 +148,14 @@ def evaluate_family(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
 def score_models(models: Mapping[str, PreTrainedModel], tokenizer: PreTrainedTokenizerBase,
                  tasks: Mapping[str, DatasetDict], split: str = "test", max_new_tokens: int = 64,
                  batch_size: int = 64, cache: Path | None = None, model_keys: Mapping[str, str] | None = None,
-                 n_samples: int = 1, temperature: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 n_samples: int = 1, temperature: float = 0.0,
+                 sandbox: Isolation = "bubblewrap") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every model on every family: a tidy score table and a per-item table (for failure analysis); greedy,
     or ``n_samples`` at a ``temperature`` (see `evaluate_family`).
 
     With ``cache`` and ``model_keys`` (what identifies each model's weights), each (model, family) result
-    is stored as JSON and read back on the next call instead of being recomputed.
+    is stored as JSON, keyed also by the evaluator's code, and read back on the next call instead of being
+    recomputed (unless it fails its checksum).
     """
     scores, items = [], []
     for (name, model), (family, splits) in tqdm(list(product(models.items(), tasks.items())),
@@ -150,16 +165,16 @@ def score_models(models: Mapping[str, PreTrainedModel], tokenizer: PreTrainedTok
         if cache is not None and model_keys is not None:
             first = [evaluation_context(row) for row in dataset.select(range(min(3, len(dataset))))]
             key = config_key({"model": model_keys[name], "family": family, "split": split, "n": len(dataset),
-                              "max_new_tokens": max_new_tokens, "contexts": first, "format": SCORE_FORMAT,
+                              "max_new_tokens": max_new_tokens, "contexts": first, "code": stage_digest("scores"),
                               **({"sampling": [n_samples, temperature]} if temperature > 0 else {})})
             path = Path(cache) / "scores" / f"{name}-{family}-{key}.json"
-        if path is not None and path.exists():
+        if path is not None and verified(path):
             result = FamilyScore(**json.loads(path.read_text()))
         else:
             result = evaluate_family(model, tokenizer, family, dataset, max_new_tokens, batch_size, n_samples,
-                                     temperature)
+                                     temperature, sandbox)
             if path is not None:
-                with atomic_write(path) as tmp:
+                with atomic_write(path, checksum=True) as tmp:
                     tmp.write_text(json.dumps(asdict(result)))
         scores.append({"model": name, "task": family, "metric": result.metric, "score": result.score})
         items += [{"model": name, "task": family, "item": i, "correct": ok, "output": out}

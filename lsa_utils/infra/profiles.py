@@ -11,7 +11,9 @@ stem that are merged over it for that notebook only:
       n_show: 3
 
 Section names are checked against the notebooks that exist, so a typo in a section name is an error
-instead of a setting that silently never applies.
+instead of a setting that silently never applies. What the sections hold is checked by the runner before
+any notebook runs (`lsa_utils.infra.schema`, with the study's types in `lsa_utils.study.profile_schema`):
+types, unknown keys at any depth, unknown choices, each problem named by its key path.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def load_profile(
     Raises FileNotFoundError listing the available profiles when there is no such file, and ValueError
     naming any section that is neither `all` nor the stem of a notebook in `notebooks_dir`.
     """
-    path = _profile_path(name_or_path, Path(params_dir))
+    path = profile_path(name_or_path, Path(params_dir))
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if data is None:
         data = {}
@@ -71,7 +73,7 @@ def merge_parameters(base: Mapping[str, Any], override: Mapping[str, Any]) -> di
     return merged
 
 
-def _profile_path(name_or_path: str | Path, params_dir: Path) -> Path:
+def profile_path(name_or_path: str | Path, params_dir: Path = PARAMS_DIR) -> Path:
     """A name means `params_dir/<name>.yaml`; a Path, or a string with a slash or a YAML suffix, is a path."""
     text = str(name_or_path)
     is_path = isinstance(name_or_path, Path) or "/" in text or text.endswith((".yaml", ".yml"))

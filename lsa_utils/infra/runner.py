@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,11 +40,15 @@ from lsa_utils.infra.cache import atomic_write, config_key
 from lsa_utils.infra.device import describe_device, resolve_device
 from lsa_utils.infra.numerics import configure_torch, numerics_in_force
 from lsa_utils.infra.paths import NOTEBOOKS_DIR, PACKAGE_DIR, REPO_ROOT, RESULTS_DIR, STAGING
-from lsa_utils.infra.profiles import load_profile, merge_parameters, notebook_parameters
+from lsa_utils.infra.profiles import load_profile, merge_parameters, notebook_parameters, profile_path
 from lsa_utils.infra.records import SOURCES_NOTE, SourceUnavailable, read_sources
+from lsa_utils.infra.schema import declared_parameters
 
 KERNEL_NAME = "lsa-study"
 VERSIONED_PACKAGES = ("torch", "transformers", "datasets", "peft", "papermill", "numpy")
+# check_profile(profile, notebooks_dir, file name) raises ValueError naming what in the profile does not fit the
+# notebooks (`lsa_utils.study.profile_schema.check_profile`; a later stage than this one, so it is handed in)
+ProfileCheck = Callable[[Mapping[str, Mapping[str, Any]], Path, str], None]
 
 
 class NotebookFailed(RuntimeError):
@@ -57,21 +62,23 @@ def run_notebook(
     results_dir: Path = RESULTS_DIR,
     device: str | None = None,
     overrides: Mapping[str, Any] | None = None,
+    check_profile: ProfileCheck | None = None,
 ) -> Path:
     """Execute `notebook` under `profile`; return the path of the executed notebook.
 
-    The notebook runs in its own folder, and profile sections are checked against the notebooks there.
-    Parameters are the profile's (see `profiles.notebook_parameters`), plus `results_dir`, plus `device`
-    when given, with `overrides` merged last. A key the notebook's `parameters` cell does not declare
-    raises ValueError before anything runs.
+    The notebook runs in its own folder, and profile sections are checked against the notebooks there,
+    their contents by `check_profile` when given. Parameters are the profile's (see
+    `profiles.notebook_parameters`), plus `results_dir`, plus `device` when given, with `overrides` merged
+    last. A key the notebook's `parameters` cell does not declare raises ValueError before anything runs.
     """
     notebook, results_dir = Path(notebook).resolve(), Path(results_dir).resolve()
-    parameters, resolved_device = _resolve(notebook, profile, results_dir, device, overrides)
+    parameters, resolved_device = _resolve(notebook, profile, results_dir, device, overrides, check_profile)
     git = _git_state()  # before executing, so the run's own outputs cannot make the tree dirty
 
     started_at, start, wall_start = datetime.now(timezone.utc), time.perf_counter(), time.time()
     results_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="lsa-sources-") as folder, \
+    sweep_leftovers(results_dir, *([notebook.parent / parameters["cache_dir"]] if "cache_dir" in parameters else []))
+    with tempfile.TemporaryDirectory(prefix=".tmp-sources-", dir=results_dir) as folder, \
             tempfile.TemporaryDirectory(prefix=".tmp-staging-", dir=results_dir) as staging:
         note = Path(folder) / "sources.json"
         environment = {SOURCES_NOTE: str(note),
@@ -95,6 +102,8 @@ def run_notebook(
         "device": resolved_device,
         "numerics": numerics_in_force(),
         "sources": sources,
+        # where generated code ran: the profile's `evaluation: {sandbox: ...}`, else the sandbox's default
+        "sandbox": (parameters.get("evaluation") or {}).get("sandbox", "bubblewrap"),
         "started_at": started_at.isoformat(timespec="seconds"),
         "wall_time_s": round(time.perf_counter() - start, 2),
     }
@@ -137,9 +146,13 @@ def inputs_key(notebook: Path, parameters: Mapping[str, Any], device: str) -> st
 
 
 def _resolve(notebook: Path, profile: str | Path, results_dir: Path, device: str | None,
-             overrides: Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:
+             overrides: Mapping[str, Any] | None,
+             check_profile: ProfileCheck | None = None) -> tuple[dict[str, Any], str]:
     """The notebook's checked parameters under `profile`, and the device they resolve to."""
-    parameters = notebook_parameters(load_profile(profile, notebooks_dir=notebook.parent), notebook.stem)
+    loaded = load_profile(profile, notebooks_dir=notebook.parent)
+    if check_profile is not None:
+        check_profile(loaded, notebook.parent, profile_path(profile).name)
+    parameters = notebook_parameters(loaded, notebook.stem)
     parameters["results_dir"] = _results_dir_parameter(results_dir, notebook.parent)
     if device is not None:
         parameters["device"] = device
@@ -200,7 +213,7 @@ def _results_dir_parameter(results_dir: Path, notebook_dir: Path) -> str:
 
 def _check_declared(notebook: Path, parameters: Mapping[str, Any]) -> None:
     """Raise ValueError for keys the `parameters` cell does not declare (Papermill would only warn)."""
-    declared = sorted(papermill.inspect_notebook(str(notebook)))
+    declared = declared_parameters(notebook)
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
         valid = ", ".join(declared) if declared else "none: it has no cell tagged 'parameters'"
@@ -226,6 +239,19 @@ def _execute(notebook: Path, output: Path, parameters: Mapping[str, Any]) -> Pat
         _record_paths(tmp, input_path=notebook, output_path=output)
     failed.unlink(missing_ok=True)
     return output
+
+
+def sweep_leftovers(*folders: Path) -> list[Path]:
+    """Remove what a killed run left under `folders`: the temporary siblings (``.tmp-*``) of every atomic
+    write, a staging folder, a half-executed notebook. Runs before each notebook, so an interrupted run
+    cleans up when it is resumed; one run at a time per results and cache folder."""
+    swept = [path for folder in folders if Path(folder).is_dir() for path in Path(folder).rglob(".tmp-*")]
+    for path in sorted(swept, key=lambda p: len(p.parts)):  # parents first; their children go with them
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return swept
 
 
 def _land(staging: Path, results_dir: Path) -> None:
@@ -280,22 +306,26 @@ def default_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None,
-         check_sources: Callable[[Mapping[str, Any], Path], None] | None = None) -> int:
+         check_sources: Callable[[Mapping[str, Any], Path], None] | None = None,
+         check_profile: ProfileCheck | None = None) -> int:
     """Run the named notebooks (default: all, in order), stopping at the first failure.
 
-    ``check_sources(parameters, notebooks_dir)`` runs first and may raise `SourceUnavailable` (a model or data
-    set that cannot be had): the run then stops in one message, before anything is written.
+    First ``check_profile`` (see `ProfileCheck`) may raise ValueError naming what in the profile does not fit,
+    then ``check_sources(parameters, notebooks_dir)`` may raise `SourceUnavailable` (a model or data set that
+    cannot be had): either stops the run in one message, in seconds, before anything is written.
     """
     args = _parser().parse_args(argv)
     notebooks = [Path(n) for n in args.notebooks] or default_notebooks()
     if not notebooks:
         print(f"no notebooks matching NN_*.ipynb in {NOTEBOOKS_DIR}", file=sys.stderr)
         return 2
+    first = notebooks[0].resolve()
     try:
+        profile = load_profile(args.profile, notebooks_dir=first.parent)
+        if check_profile is not None:
+            check_profile(profile, first.parent, profile_path(args.profile).name)
         if check_sources is not None:
-            first = notebooks[0].resolve()
-            check_sources(notebook_parameters(load_profile(args.profile, notebooks_dir=first.parent), first.stem),
-                          first.parent)
+            check_sources(notebook_parameters(profile, first.stem), first.parent)
     except (SourceUnavailable, ValueError, FileNotFoundError) as exc:
         print(f"STOPPED before any notebook ran [{args.profile}]:\n{exc}", file=sys.stderr)
         return 1

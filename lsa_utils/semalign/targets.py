@@ -4,8 +4,9 @@ A `TargetSet` holds, for every student layer SemAlign supervises, the aligned te
 response position of the transfer items (rows in item order), and optionally the teacher's logits
 there: all of them [rows, V] (the world's vocabularies are small) or, with ``top_k``, the teacher's k most
 likely ids and their log-probabilities [rows, k] (a hub vocabulary of 152k ids would take about 90 GB for
-1000 GSM8K items). It is computed once per (pair, items, pairing, site, map) and stored as safetensors with
-its metadata, so every seed and every method that needs the same targets reads them from disk.
+1000 GSM8K items). It is computed once per (pair, items, pairing, site, map, source code) and stored as
+safetensors with its metadata and a checksum, so every seed and every method that needs the same targets
+reads them from disk, and a damaged file is recomputed.
 
 `response_states` is the one reader of a model's own activations at response positions; the analyses
 of notebooks 01-03 and the least-squares map use it directly, `teacher_targets` maps what it reads.
@@ -25,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
-from lsa_utils.infra.cache import atomic_write, config_key
+from lsa_utils.infra.cache import atomic_write, config_key, stage_digest, verified
 from lsa_utils.models import arch
 from lsa_utils.models.batches import iterate_batches
 from lsa_utils.models.capture import record
@@ -140,17 +141,17 @@ def cached_teacher_targets(cache: Path | None, metadata: Mapping[str, object], t
                            top_k: int | None = None) -> TargetSet:
     """:func:`teacher_targets`, stored under ``cache`` (a directory) by a key of ``metadata`` and the items.
 
-    ``metadata`` must identify the teacher and the map (model, revision, basis...); site, pairing and a
-    hash of the items' texts are added here and checked again on load.
+    ``metadata`` must identify the teacher and the map (model, revision, basis...); site, pairing, a hash
+    of the items' texts and of the code that computes targets are added here and checked again on load.
     """
     if cache is None:
         return teacher_targets(teacher, tokenizer, items, pairing, site, M, with_logits, top_k=top_k)
     texts = [f"{item['prompt']}\x00{item['response']}" for item in items]
     meta = {**metadata, "site": site,
             "pairing": json.dumps({str(k): source.to_json() for k, source in pairing.items()}),
-            "data": data_hash(texts), "logits": with_logits, "top_k": top_k}
+            "data": data_hash(texts), "logits": with_logits, "top_k": top_k, "code": stage_digest("targets")}
     path = Path(cache) / f"targets-{config_key({k: str(v) for k, v in meta.items()})}.safetensors"
-    if path.exists():
+    if verified(path):
         return TargetSet.load(path, meta)
     targets = teacher_targets(teacher, tokenizer, items, pairing, site, M, with_logits, top_k=top_k)
     targets.save(path, meta)
@@ -162,13 +163,14 @@ def cached_tensors(directory: Path | None, kind: str, metadata: Mapping[str, obj
     """``compute()``, stored under ``directory`` by a key of ``kind`` and ``metadata``, and read back next time.
 
     For teacher statistics that no seed changes (attribution, Seeking's sensitivities): ``metadata`` must
-    identify the teacher and the data; it is checked again on load.
+    identify the teacher and the data; a hash of the code that computes them is added, and all of it is
+    checked again on load.
     """
     if directory is None:
         return compute()
-    meta = {"kind": kind, **metadata}
+    meta = {"kind": kind, **metadata, "code": stage_digest("statistics")}
     path = Path(directory) / f"{kind}-{config_key({k: str(v) for k, v in meta.items()})}.safetensors"
-    if path.exists():
+    if verified(path):
         return load_activations(path, meta)
     tensors = compute()
     save_activations(path, tensors, meta)
@@ -181,11 +183,12 @@ def data_hash(texts: Sequence[str]) -> str:
 
 
 def save_activations(path: Path, tensors: Mapping[int | str, Tensor], metadata: Mapping[str, object]) -> None:
-    """Write tensors (int keys are layers) to safetensors with string metadata (model, site, layers, data...)."""
+    """Write tensors (int keys are layers) to safetensors with string metadata (model, site, layers, data...)
+    and a checksum (see `lsa_utils.infra.cache.verified`)."""
     named = {f"layer.{k}" if isinstance(k, int) else k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     layers = ",".join(str(k) for k in tensors if isinstance(k, int))
     meta = {key: str(value) for key, value in metadata.items()} | {"layers": layers}
-    with atomic_write(Path(path)) as tmp:
+    with atomic_write(Path(path), checksum=True) as tmp:
         save_file(named, tmp, metadata=meta)
 
 

@@ -1,8 +1,9 @@
 """The transfer study's grid: methods x tasks x seeds, each run cached by a key of everything it depends on.
 
 A run trains (or loads) nothing but the transferred student and stores only its scores, so re-running a
-notebook with nothing changed reads JSON files; a changed knob recomputes only the runs it touches. The
-runs that are missing go to an executor (`lsa_utils.study.executors`) as picklable `Job`s.
+notebook with nothing changed reads JSON files; a changed knob, or a change of the code a run executes
+(``stage_digest("transfer")``), recomputes only the runs it touches. The runs that are missing, and those
+whose record fails its checksum, go to an executor (`lsa_utils.study.executors`) as picklable `Job`s.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from lsa_utils.evaluation.scoring import evaluate_family
-from lsa_utils.infra.cache import atomic_write, config_key
+from lsa_utils.infra.cache import atomic_write, config_key, stage_digest, verified
 from lsa_utils.models.loading import ModelRecipe, ModelSet
 from lsa_utils.study.executors import Executor
 from lsa_utils.study.methods import TargetCache, TransferConfig, transfer_model
 from lsa_utils.study.stats import UNTRAINED, item_string
+from lsa_utils.tasks.spec import check_split_counts
 
-RUN_FORMAT = 3  # bump when a change of the methods or the evaluator changes results, so old runs are not reused
 ROWS = ("teacher", "student", "task", "method", "seed", "metric", "score", "train_score", "correct")
 
 
@@ -62,6 +63,7 @@ def grid_jobs(models: ModelSet, teacher: str, methods: Sequence[str], families: 
     model, and the oracle's only on the student, so those of Table 1 are reused for Table 2.
     """
     pair = models.pair(teacher, student)
+    check_split_counts(models.tasks, families, n_test, n_fit)  # here, before any job runs: not in a worker
     jobs = []
     for method, family, seed in product(methods, families, seeds):
         if method in UNTRAINED and seed != seeds[0]:
@@ -69,8 +71,8 @@ def grid_jobs(models: ModelSet, teacher: str, methods: Sequence[str], families: 
         seeded = replace(config, train=replace(config.train, seed=seed))
         source = ({"model": pair.model_key(method)} if method in UNTRAINED
                   else {"student": pair.student_key} if method == "oracle" else {"pair": pair.key})
-        key = config_key({"format": RUN_FORMAT, **source, "method": method, "family": family, "seed": seed,
-                          "n_test": n_test, "n_fit": n_fit, "evaluation": evaluation,
+        key = config_key({"code": stage_digest("transfer"), **source, "method": method, "family": family,
+                          "seed": seed, "n_test": n_test, "n_fit": n_fit, "evaluation": evaluation,
                           "config": asdict(seeded) if method not in UNTRAINED else None})
         path = Path(cache_dir).resolve() / "transfer" / f"{method}-{family}-{key}.json"
         jobs.append(Job(models.recipe, teacher, student, method, family, seed, seeded, dict(evaluation), n_test,
@@ -103,7 +105,7 @@ def execute(job: Job) -> Job:
                                    **job.evaluation).score if job.n_fit else None)
     record = {"metric": result.metric, "score": result.score, "train_score": train_score,
               "correct": item_string(result.correct)}
-    with atomic_write(Path(job.path)) as tmp:
+    with atomic_write(Path(job.path), checksum=True) as tmp:
         tmp.write_text(json.dumps(record))
     return job
 
@@ -118,8 +120,8 @@ def _first(split: Dataset, n: int | None) -> Dataset:
 
 
 def run_jobs(jobs: Sequence[Job], executor: Executor | None = None, desc: str = "transfer runs") -> pd.DataFrame:
-    """Execute the jobs whose record is missing, then one tidy row per job, in the jobs' order."""
-    missing = list({job.path: job for job in jobs if not Path(job.path).exists()}.values())  # a run once
+    """Execute the jobs whose record is missing (or corrupt), then one tidy row per job, in the jobs' order."""
+    missing = list({job.path: job for job in jobs if not verified(Path(job.path))}.values())  # a run once
     executor = executor or Executor()
     for _ in tqdm(executor.map_unordered(execute, missing), total=len(missing), desc=desc, unit="run"):
         pass

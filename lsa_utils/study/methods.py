@@ -43,14 +43,14 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from lsa_utils.baselines import laten, seeking
-from lsa_utils.evaluation.scoring import evaluate_family
+from lsa_utils.evaluation.scoring import answers
 from lsa_utils.infra.device import offloaded
 from lsa_utils.models import arch
 from lsa_utils.models.batches import Batch, collate
 from lsa_utils.models.pair_check import shared_vocabulary
 from lsa_utils.semalign import (
-    LayerSource, critical_layers, layer_attribution, least_squares_map, pair_alignment_map, pair_layers,
-    plan_layers,
+    BASIS_KINDS, LayerSource, critical_layers, layer_attribution, least_squares_map, pair_alignment_map,
+    pair_layers, plan_layers,
 )
 from lsa_utils.semalign.targets import (
     Pairing, TargetSet, cached_teacher_targets, cached_tensors, response_states, teacher_targets,
@@ -61,6 +61,8 @@ from lsa_utils.training.trainer import LoraSpec, Supervision, TrainSpec, fit_lor
 METHODS = ("student", "teacher", "sft", "kd", "layerwise_kd", "seeking", "laten", "semalign_v1", "semalign_v2")
 CONTROLS = ("oracle", "teacher_answers", "semalign_shuffled")
 TRANSDUCTIVE = ("oracle", "teacher_answers")  # the controls that train on the scored test prompts
+FITTED_BASIS = "least_squares"  # M fitted on activations instead of built from the weights
+BASES = (*BASIS_KINDS, FITTED_BASIS)
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class TransferConfig:
     n_train: int | None = None  # train items per epoch, cycling a shorter split; None: the whole split
     n_seed_examples: int = 32
     n_critical: int = 1
-    basis: str = "output"  # or input, random, fold_norm, least_squares (fitted on activations)
+    basis: str = "output"  # one of BASES: a model matrix's semantic bases, or least_squares (fitted)
     pairing: str = "attribution"  # or floor, interpolate, last
     site: str = "block_delta"
     layer_loss: str | None = None  # None: the method's own (cosine for v1, fisher for v2)
@@ -150,9 +152,9 @@ def teacher_answered(teacher: nn.Module, tokenizer: PreTrainedTokenizerBase, fam
     Multiple choice: the gold response with the gold answer replaced by the teacher's pick; generation: the
     answer prefix followed by the teacher's greedy continuation.
     """
-    answers = evaluate_family(teacher, tokenizer, family, items, max_new_tokens, batch_size).outputs
+    outputs = answers(teacher, tokenizer, family, items, max_new_tokens, batch_size)
     answered = []
-    for item, answer in zip(items, answers):
+    for item, answer in zip(items, outputs):
         prefix = item["answer_prefix"]
         if get_task(family).scoring == "multiple_choice":
             response = prefix + item["response"][len(prefix):].replace(item["answer"], answer, 1)
@@ -241,7 +243,7 @@ def transfer_model(method: str, teacher: nn.Module, student: nn.Module, tokenize
     layers, pairing = semalign_plan(teacher, student, seed_batch, config, version, cache)
     layer_loss = config.layer_loss or ("cosine" if version == 1 else "fisher")
     output_loss = config.output_loss or ("cosine_onehot" if version == 1 else "kl_teacher")
-    if config.basis == "least_squares":
+    if config.basis == FITTED_BASIS:
         M = _fitted_map(teacher, student, tokenizer, train, pairing, config.site)
     else:
         M = pair_alignment_map(teacher, student, config.basis, n_vocab)

@@ -242,6 +242,22 @@ def _figures_section(results: Path) -> list[str]:
     return lines + [""]
 
 
+def _sandbox_lines(results: Path) -> list[str]:
+    """Where the scored notebooks ran generated code, from their run records."""
+    used = {}
+    for record in sorted((results / "runs").glob("0[045]_*.json")):
+        used[record.stem] = json.loads(record.read_text()).get("sandbox", "unknown")
+    if not used:
+        return []
+    if set(used.values()) == {"bubblewrap"}:
+        return ["Generated code ran inside bubblewrap (own PID, network, IPC and mount namespaces, as `nobody`); "
+                "the hidden tests ran in the evaluator.", ""]
+    listed = ", ".join(f"{stem}: {how}" for stem, how in used.items())
+    return [f"**Generated code did not all run inside bubblewrap** ({listed}). `guard` is the in-process audit "
+            "hook the profile asked for (`evaluation: {sandbox: guard}`): it stops accidents, not code written to "
+            "escape it.", ""]
+
+
 def _world_seed_lines(results: Path, profile: str) -> list[str]:
     """How much the zoo itself varies with the world seed (`make world-seeds`), when this profile has run it."""
     scores, checks = _read(results, "world_seeds.csv"), _read(results, "world_seed_checks.csv")
@@ -276,6 +292,6 @@ def build_report(results: Path, profile: str) -> str:
     if models is not None:
         wide = models.pivot(index="task", columns="model", values="score").round(1)
         lines += ["## The models (notebook 00)", "", _markdown(wide), ""]
-    lines += _world_seed_lines(results, profile)
+    lines += _world_seed_lines(results, profile) + _sandbox_lines(results)
     return "\n".join(lines + _transfer_section(results) + _ablation_section(results) + _claims_section(results)
                      + _figures_section(results))

@@ -19,6 +19,7 @@ Kept free of torch and datasets, so that the report can read labels without load
 ``NotRequired`` keys count as optional.)
 """
 
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, NotRequired, TypedDict
@@ -139,3 +140,23 @@ def get_task(name: str) -> TaskSpec:
     if name not in TASKS:
         raise UnknownTask(f"unknown task {name!r}; registered tasks: {', '.join(TASKS)}")
     return TASKS[name]
+
+
+def check_split_counts(tasks: Mapping[str, Mapping[str, Sized]], families: Iterable[str], n_test: int | None,
+                       n_fit: int = 0) -> None:
+    """Before any run: each family is one of ``tasks`` (name -> splits) and has ``n_test`` test items (None:
+    all) and ``n_fit`` train items. One ValueError names every shortfall (parameter, value, family, split
+    size): the split sizes are known only once the tasks are built, and scoring fewer items than a profile
+    asks for would make its tables say what they are not."""
+    problems = []
+    for family in families:
+        if family not in tasks:
+            problems.append(f"families: {family!r} is not a task of these models; valid: {', '.join(tasks)}")
+            continue
+        for parameter, n, split in (("n_test", n_test, "test"), ("n_fit", n_fit, "train")):
+            size = len(tasks[family][split])
+            if n is not None and n > size:
+                problems.append(f"{parameter}: {n} is more than the {size} items of the {split} split of {family}; "
+                                f"lower {parameter}" + (" (null: the whole split)" if parameter == "n_test" else ""))
+    if problems:
+        raise ValueError("\n".join(problems))

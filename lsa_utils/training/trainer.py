@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from lsa_utils.infra.cache import atomic_dir
+from lsa_utils.infra.cache import atomic_dir, entry_problem
 from lsa_utils.models import arch
 from lsa_utils.models.batches import Batch, collate, iterate_batches
 from lsa_utils.models.capture import record
@@ -255,15 +255,20 @@ def fit_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, items: Sequen
 
 
 def save_result(result: TrainResult, path: Path) -> None:
-    """The adapter (PEFT format), the loss log and the configuration, written atomically."""
-    with atomic_dir(Path(path)) as tmp:
+    """The adapter (PEFT format), the loss log and the configuration, written atomically with checksums."""
+    with atomic_dir(Path(path), checksum=True) as tmp:
         result.model.save_pretrained(tmp)
         result.log.to_csv(tmp / "log.csv", index=False)
         (tmp / "train_config.json").write_text(json.dumps(result.config, indent=1))
 
 
 def load_result(student: nn.Module, path: Path) -> PeftModel:
-    """The trained model back from :func:`save_result`, on a copy of the same base ``student``."""
+    """The trained model back from :func:`save_result`, on a copy of the same base ``student``.
+
+    A damaged run directory is an error naming it: nothing here can retrain it.
+    """
+    if Path(path).exists() and (problem := entry_problem(Path(path))):
+        raise ValueError(f"trained run {path} is corrupt ({problem}): train it again and save_result it")
     return PeftModel.from_pretrained(copy.deepcopy(student), Path(path)).eval()
 
 

@@ -1,12 +1,13 @@
-"""Run generated code against its tests in separate, limited processes, a few milliseconds a program.
+"""Run generated code against its tests: the code in a sandbox, the tests in the evaluator.
 
-The code tasks (`code_complete`, `code_write`) score pass@1 by executing what a model wrote, so one
-module owns that. A `SandboxSession` starts one interpreter (the server, `server.py`) in a new session
-with a minimal environment, no stdin and no user site; for each program the server forks a child that
-runs in an empty temporary directory with a memory limit, a CPU limit and a wall-clock limit enforced
-on its whole process group, and an audit hook that refuses network access, subprocesses and writes
-outside that directory. `run_tests` is one program in a session of its own. Neither raises for anything
-the code does: every outcome is a `SandboxResult`.
+The code tasks (`code_complete`, `code_write`, HumanEval, MBPP) score pass@1 by executing what a model
+wrote, so one module owns that. A `SandboxSession` starts one server (`server.py`) inside bubblewrap
+(`isolation`: its own PID, network, IPC and mount namespaces, user ``nobody``, a read-only standard
+library, a size-limited tmpfs, dying with the evaluator); for each program the server forks a child
+with memory, CPU, file-size, open-file and process-count limits that defines the program and answers
+calls. The hidden tests run here (`judge`) against stand-ins for the program's functions, under a
+wall-clock limit, so the verdict is the evaluator's own. `run_tests` is one program in a session of its
+own. Neither raises for anything the code does: every outcome is a `SandboxResult`.
 
 Example:
     >>> run_tests("def add(a, b):\\n    return a + b", "assert add(2, 3) == 5").status
@@ -19,22 +20,26 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import signal
+import socket
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from lsa_utils.evaluation.sandbox.isolation import (Isolation, SandboxUnavailable, check_isolation,
+                                                    server_command, server_environment)
+from lsa_utils.evaluation.sandbox.judge import Channel, Stopped, judge
+
 Status = Literal["passed", "failed", "timeout", "memory", "error"]
 
-_SERVER = Path(__file__).with_name("server.py")
 _MEMORY_HINTS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "out of memory")
-_ANSWER_GRACE_S = 10.0  # beyond a program's own limit, how long the server may take to answer
+_ANSWER_GRACE_S = 10.0  # how long the server may take to start or finish a program
+_DRAIN_AFTER_KILL_S = 0.5  # the program is dead; only a descriptor that escaped could hold its output open
+
 
 
 @dataclass(frozen=True)
@@ -57,10 +62,16 @@ class SandboxResult:
 
 
 class SandboxSession:
-    """One sandbox server for many programs; use it as a context manager so the server always stops."""
+    """One sandbox server for many programs; use it as a context manager so the server always stops.
 
-    def __init__(self) -> None:
-        self._base = Path(tempfile.mkdtemp(prefix="lsa-sandbox-"))
+    isolation: "bubblewrap" (default; `SandboxUnavailable` says how to install it when it cannot run)
+    or "guard", the in-process audit hook, which is not a security boundary.
+    """
+
+    def __init__(self, isolation: Isolation = "bubblewrap") -> None:
+        check_isolation(isolation)
+        self.isolation = isolation
+        self._guard_dir = Path(tempfile.mkdtemp(prefix="lsa-sandbox-")) if isolation == "guard" else None
         self._server: subprocess.Popen | None = None
         self._start()
 
@@ -71,47 +82,61 @@ class SandboxSession:
         self.close()
 
     def run(self, program: str, test_code: str, timeout_s: float = 5.0, memory_mb: int = 512) -> SandboxResult:
-        """Execute `program` and then `test_code` in one namespace of a fresh forked child.
+        """Define `program` in a fresh child, then run `test_code` here against what it defined.
 
-        An AssertionError in the tests means "failed"; any other exception means "error". The namespace's
-        `__name__` is not "__main__", so a program's `if __name__ == "__main__":` block does not run.
+        An AssertionError in the tests means "failed"; any other exception means "error". The program's
+        `__name__` is not "__main__", so its `if __name__ == "__main__":` block does not run.
         """
-        if timeout_s <= 0 or memory_mb <= 0:
-            raise ValueError(f"timeout_s and memory_mb must be positive, got {timeout_s} and {memory_mb}")
-        request = {"program": program, "test_code": test_code, "timeout_s": timeout_s, "memory_mb": memory_mb,
-                   "cpu_s": int(timeout_s) + 1}
-        answer = self._ask(json.dumps(request).encode() + b"\n", timeout_s + _ANSWER_GRACE_S)
-        if answer is None:  # the server died or hung: start a new one for the next program
-            self._stop()
-            self._start()
+        _check_limits(timeout_s, memory_mb)
+        deadline = time.monotonic() + timeout_s
+        call, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        output_r, output_w = os.pipe()
+        try:
+            started = self._control({"op": "start", "memory_mb": memory_mb, "cpu_s": int(timeout_s) + 1},
+                                    [child_end.fileno(), output_w])
+        finally:
+            child_end.close()
+            os.close(output_w)
+        if started is None:
+            call.close()
+            os.close(output_r)
             return SandboxResult("error", "the sandbox server stopped answering")
-        return _classify(answer["returncode"], answer["timed_out"], answer["report"], answer["output"], timeout_s)
+        channel = Channel(call, output_r, deadline)
+        try:
+            outcome: tuple[str, str] | Stopped = judge(channel, program, test_code)
+        except Stopped as stop:
+            outcome = stop
+        finally:
+            call.close()  # the child's calls end here, whatever it is doing
+        finished = self._control({"op": "finish"}, [])
+        channel.drain(_DRAIN_AFTER_KILL_S)
+        os.close(output_r)
+        returncode = finished.get("returncode") if finished else None
+        return _classify(outcome, returncode, channel.output, timeout_s)
 
     def close(self) -> None:
         self._stop()
-        shutil.rmtree(self._base, ignore_errors=True)
+        if self._guard_dir is not None:
+            shutil.rmtree(self._guard_dir, ignore_errors=True)
 
     def _start(self) -> None:
-        request_r, self._requests = os.pipe()
-        self._answers, answer_w = os.pipe()
+        self._control_socket, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        workdir = self._guard_dir or Path(tempfile.gettempdir())
         try:
             self._server = subprocess.Popen(
-                _command(request_r, answer_w, self._base), cwd=self._base, env=_environment(self._base),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                pass_fds=(request_r, answer_w), start_new_session=True,
+                server_command(self.isolation, server_end.fileno(), workdir), cwd=workdir,
+                env=server_environment(workdir), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, pass_fds=(server_end.fileno(),), start_new_session=True,
             )
         finally:
-            os.close(request_r)
-            os.close(answer_w)
-        self._pending = b""
+            server_end.close()
 
     def _stop(self) -> None:
         if self._server is None:
             return
-        for fd in (self._requests, self._answers):
-            os.close(fd)
+        self._control_socket.close()
         try:
-            self._server.wait(timeout=5.0)  # it exits when its requests end
+            self._server.wait(timeout=5.0)  # it finishes the last program and exits when the socket closes
         except subprocess.TimeoutExpired:
             pass
         try:
@@ -121,62 +146,43 @@ class SandboxSession:
         self._server.wait()
         self._server = None
 
-    def _ask(self, request: bytes, timeout_s: float) -> dict | None:
-        """Send one request line and read one answer line, or None if the server fails to answer in time."""
+    def _control(self, request: dict, fds: list[int]) -> dict | None:
+        """One request to the server and its answer; None (and a fresh server) if it does not answer."""
         try:
-            _write_all(self._requests, request)
-        except BrokenPipeError:
-            return None
-        deadline = time.monotonic() + timeout_s
-        while b"\n" not in self._pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([self._answers], [], [], remaining)[0]:
-                return None
-            chunk = os.read(self._answers, 1 << 20)
-            if not chunk:
-                return None
-            self._pending += chunk
-        line, self._pending = self._pending.split(b"\n", 1)
-        return json.loads(line)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+            self._control_socket.settimeout(_ANSWER_GRACE_S)
+            socket.send_fds(self._control_socket, [json.dumps(request).encode()], fds)
+            answer = self._control_socket.recv(4096)
+            if answer:
+                return json.loads(answer)
+        except (OSError, ValueError):
+            pass
+        self._stop()
+        self._start()
+        return None
 
 
 def run_tests(program: str, test_code: str, timeout_s: float = 5.0, memory_mb: int = 512) -> SandboxResult:
     """Execute `program` and then `test_code` once, in a sandbox session of its own (see `SandboxSession.run`)."""
-    if timeout_s <= 0 or memory_mb <= 0:
-        raise ValueError(f"timeout_s and memory_mb must be positive, got {timeout_s} and {memory_mb}")
+    _check_limits(timeout_s, memory_mb)
     with SandboxSession() as sandbox:
         return sandbox.run(program, test_code, timeout_s, memory_mb)
 
 
-def _command(request_fd: int, answer_fd: int, base: Path) -> list[str]:
-    """Interpreter flags: no user site (-s), no script directory on sys.path (-P), UTF-8 I/O.
-
-    Not -I: it implies -E, which would ignore the PYTHONHASHSEED that keeps set ordering, and so
-    pass@1, reproducible. The environment is built from scratch instead, so -E would add nothing.
-    """
-    return [sys.executable, "-s", "-P", "-X", "utf8", str(_SERVER), str(request_fd), str(answer_fd), str(base)]
+def _check_limits(timeout_s: float, memory_mb: int) -> None:
+    if timeout_s <= 0 or memory_mb <= 0:
+        raise ValueError(f"timeout_s and memory_mb must be positive, got {timeout_s} and {memory_mb}")
 
 
-def _environment(workdir: Path) -> dict[str, str]:
-    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(workdir), "TMPDIR": str(workdir),
-            "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
-
-
-def _classify(returncode: int, timed_out: bool, report: str, output: str, timeout_s: float) -> SandboxResult:
-    """Turn the child's exit, report and output into a SandboxResult."""
-    if timed_out:
+def _classify(outcome: tuple[str, str] | Stopped, returncode: int | None, output: str,
+              timeout_s: float) -> SandboxResult:
+    """The tests' outcome, or why the child stopped answering, as a SandboxResult."""
+    if not isinstance(outcome, Stopped):
+        status, detail = outcome
+        return SandboxResult(status, detail, output)
+    if outcome.kind == "timeout":
         return SandboxResult("timeout", f"no result within {timeout_s:g} s (wall clock)", output)
-    try:
-        reported = json.loads(report)
-        return SandboxResult(reported["status"], reported["detail"], output)
-    except (ValueError, KeyError, TypeError):
-        pass  # the child died before reporting
+    if outcome.kind == "protocol":
+        return SandboxResult("error", f"the program broke the sandbox's protocol: {outcome.detail}", output)
     if returncode == -signal.SIGXCPU:
         return SandboxResult("timeout", "CPU time limit exceeded", output)
     if returncode == -signal.SIGKILL or any(hint in output for hint in _MEMORY_HINTS):
@@ -184,7 +190,9 @@ def _classify(returncode: int, timed_out: bool, report: str, output: str, timeou
     return SandboxResult("error", f"died without a result ({_exit_cause(returncode)})", output)
 
 
-def _exit_cause(returncode: int) -> str:
+def _exit_cause(returncode: int | None) -> str:
+    if returncode is None:
+        return "exit status unknown"
     if returncode >= 0:
         return f"exit code {returncode}"
     try:

@@ -5,8 +5,9 @@ and loaded back with ``from_pretrained`` like any hub model. Student and teacher
 with the same token budget, so the gap between them comes from scale alone; the code teacher is the
 teacher further trained on a code-heavy mix that replays general data.
 
-Every stage is cached on disk under a key of its full configuration: the world (tokenizer, task splits,
-corpus) under ``world/<key>``, each model under ``models/<name>-<key>``.
+Every stage is cached on disk under a key of its full configuration and of the zoo's source code
+(``stage_digest("zoo")``): the world (tokenizer, task splits, corpus) under ``world/<key>``, each model
+under ``models/<name>-<key>``. Entries carry checksums: a damaged one is reported and rebuilt.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from lsa_utils.infra.cache import atomic_dir, config_key
+from lsa_utils.infra.cache import atomic_dir, config_key, stage_digest, verified
 from lsa_utils.infra.numerics import configure_torch
 from lsa_utils.tasks.spec import WORLD_TASKS, get_task
 from lsa_utils.tasks.world import (
@@ -41,7 +42,6 @@ from lsa_utils.tasks.world import (
 )
 
 MODEL_NAMES = ("student", "teacher", "code_teacher")
-WORLD_FORMAT = 4  # bump when the generator's output changes, so caches of older worlds are not reused
 PROGRESS_INTERVAL_S = 5.0  # executed notebooks keep every progress update: keep them few
 
 
@@ -113,7 +113,7 @@ class WorldAssets:
 
 
 def world_key(config: ZooConfig) -> str:
-    return config_key({"world": asdict(config.world), "mix": asdict(config.mix), "format": WORLD_FORMAT,
+    return config_key({"world": asdict(config.world), "mix": asdict(config.mix), "code": stage_digest("zoo"),
                        "tokens": config.pretrain.tokens, "split_seed": config.split_seed})
 
 
@@ -133,9 +133,13 @@ def _tokenize_documents(tokenizer: PreTrainedTokenizerFast, documents: list[str]
 
 
 def build_or_load_world(config: ZooConfig, cache_dir: Path) -> WorldAssets:
-    """The tokenizer, the four task families and the tokenised pretraining corpus (cached)."""
+    """The tokenizer, the four task families and the tokenised pretraining corpus (cached).
+
+    The task splits are read into memory: a ``.map`` of them would otherwise write its cache files into the
+    checksummed entry, which would then fail verification and be rebuilt.
+    """
     path = Path(cache_dir) / "world" / world_key(config)
-    if not path.exists():
+    if not verified(path):
         world = build_world(config.world)
         tasks = build_task_splits(world, config.split_seed)
         documents = list(pretraining_documents(world, config.mix, config.pretrain.tokens,
@@ -143,7 +147,7 @@ def build_or_load_world(config: ZooConfig, cache_dir: Path) -> WorldAssets:
         task_texts = [f"{row['prompt']} {row['response']}" for dd in tasks.values()
                       for split in dd.values() for row in split]
         tokenizer = build_tokenizer(documents + task_texts)
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, checksum=True) as tmp:
             tokenizer.save_pretrained(tmp / "tokenizer")
             for family, dd in tasks.items():
                 dd.save_to_disk(str(tmp / "tasks" / family))
@@ -151,7 +155,8 @@ def build_or_load_world(config: ZooConfig, cache_dir: Path) -> WorldAssets:
             (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
     return WorldAssets(
         tokenizer=PreTrainedTokenizerFast.from_pretrained(path / "tokenizer"),
-        tasks={family: load_from_disk(str(path / "tasks" / family)) for family in WORLD_TASKS},
+        tasks={family: load_from_disk(str(path / "tasks" / family), keep_in_memory=True)
+               for family in WORLD_TASKS},
         corpus_ids=load_file(path / "corpus.safetensors")["ids"],
     )
 
@@ -225,7 +230,7 @@ def train_causal_lm(model: LlamaForCausalLM, ids: torch.Tensor, budget: Training
 
 
 def _save(model: LlamaForCausalLM, path: Path, losses: list[float], seconds: float, tokens: int) -> None:
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, checksum=True) as tmp:
         model.save_pretrained(tmp)
         log = {"losses": losses, "train_seconds": seconds, "tokens": tokens}
         (tmp / "training_log.json").write_text(json.dumps(log))
@@ -251,11 +256,11 @@ def _load_zoo(config: ZooConfig, cache_dir: Path, device: torch.device) -> tuple
     paths = {name: cache_dir / "models" / f"{name}-{model_key(config, name)}" for name in MODEL_NAMES}
     max_positions = 2 * config.pretrain.seq_len
     for name in ("student", "teacher"):
-        if not paths[name].exists():
+        if not verified(paths[name]):
             shape = config.student if name == "student" else config.teacher
             model = new_model(shape, world.tokenizer, max_positions, config.pretrain.seed)
             _train_and_save(model, world.corpus_ids, config.pretrain, device, paths[name], f"train {name}")
-    if not paths["code_teacher"].exists():
+    if not verified(paths["code_teacher"]):
         model = LlamaForCausalLM.from_pretrained(paths["teacher"])
         _train_and_save(model, code_corpus(config, world.tokenizer), config.code_continuation, device,
                         paths["code_teacher"], "train code_teacher")
