@@ -3,13 +3,13 @@ cache entry is reported, removed and recomputed; code keys change with the code 
 
 from __future__ import annotations
 
-import ast
 import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from test_layout import _imported_modules
 
 from lsa_utils.infra.cache import (
     MANIFEST, STAGE_SOURCES, CorruptCacheEntry, atomic_dir, atomic_write, config_key, entry_problem,
@@ -239,14 +239,8 @@ def _module_file(name: str) -> Path | None:
 
 
 def _imports(path: Path) -> set[str]:
-    """The lsa_utils modules ``path`` imports anywhere in the file (``from a import b``: a, and a.b if a module)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
-    return {name for name in found if name.startswith("lsa_utils") and _module_file(name)}
+    """The lsa_utils modules ``path`` imports that are files of the package (see `test_layout`)."""
+    return {name for name in _imported_modules(path) if _module_file(name)}
 
 
 def _import_closure(modules: tuple[str, ...]) -> set[str]:
