@@ -55,3 +55,17 @@ def make_pair(make_tiny):
         teacher = make_tiny(vocab_size, n_layers=3, hidden=24, family=family, seed=1)
         return student, teacher, pair_alignment_map(teacher, student)
     return make
+
+
+@pytest.fixture(scope="session")
+def smoke_results(tmp_path_factory):
+    """Every notebook run once, in order, on the smoke profile into a throw-away results folder with its own
+    cache, through the same runner as `make reproduce`; shared by the tests that read executed notebooks."""
+    from lsa_utils.infra.paths import NOTEBOOKS_DIR
+    from lsa_utils.infra.runner import run_notebook
+
+    root = tmp_path_factory.mktemp("smoke")
+    for notebook in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
+        run_notebook(notebook, "smoke", results_dir=root / "results", device="cpu",
+                     overrides={"cache_dir": str(root / "cache")})
+    return root / "results"

@@ -11,19 +11,13 @@ import pytest
 
 from lsa_utils.infra.numerics import cpu_name
 from lsa_utils.infra.paths import NOTEBOOKS_DIR
-from lsa_utils.infra.runner import run_notebook
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    """Run every notebook once, in order, into a throw-away results folder with its own cache."""
-    root = tmp_path_factory.mktemp("smoke")
-    for notebook in NOTEBOOKS:
-        run_notebook(notebook, "smoke", results_dir=root / "results", device="cpu",
-                     overrides={"cache_dir": str(root / "cache")})
-    return root / "results"
+def results(smoke_results):
+    return smoke_results
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
