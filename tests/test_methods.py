@@ -1,4 +1,4 @@
-"""Every method and control runs through the one pipeline on tiny Llama models, and SemAlign's plan follows METHOD.md."""
+"""Every method and control runs through the one pipeline on tiny Llama models, and SemAlign's plan follows docs/method.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Each equation of METHOD.md 1.1-1.4 against an independent computation on random matrices."""
+"""Each equation of docs/method.md 1.1-1.4 against an independent computation on random matrices."""
 
 from __future__ import annotations
 

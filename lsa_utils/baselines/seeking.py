@@ -1,4 +1,4 @@
-"""Seeking (Zhong et al., ICLR 2024), the parametric baseline of METHOD.md section 3.
+"""Seeking (Zhong et al., ICLR 2024), the parametric baseline of docs/method.md section 3.
 
 The teacher's most sensitive weights are cut down to the student's shapes and planted in the student as
 a LoRA whose product is subtracted from the base weight, so the student is unchanged at step 0; fine-tuning

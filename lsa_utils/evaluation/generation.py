@@ -88,4 +88,4 @@ def check_sampling(n_samples: int, temperature: float) -> None:
         raise ValueError(f"n_samples must be >= 1 and temperature >= 0, got {n_samples} and {temperature}")
     if n_samples > 1 and temperature == 0:
         raise ValueError(f"n_samples={n_samples} at temperature 0 repeats one greedy answer: set a temperature "
-                         "(METHOD.md section 4: 0.1 for pass@1 from samples) or n_samples: 1")
+                         "(docs/method.md section 4: 0.1 for pass@1 from samples) or n_samples: 1")

@@ -1,6 +1,6 @@
 """Reading hidden states out of a decoder stack, with hooks that always come off.
 
-Three supervision sites (METHOD.md 1.5), named as in the method and 1-based like the paper's layers:
+Three supervision sites (docs/method.md 1.5), named as in the method and 1-based like the paper's layers:
 
 - ``block_output``: h_k, the residual stream after decoder layer k (``hidden_states[k]`` in HF terms);
 - ``block_delta``: h_k - h_{k-1}, what layer k writes into the residual stream (the default site);

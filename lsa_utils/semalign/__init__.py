@@ -1,6 +1,6 @@
 """Stage 4, SemAlign: semantic bases and the alignment map, layer pairing and attribution, teacher targets, losses.
 
-The training-free steps of the method (METHOD.md 1.1-1.5) and the losses it trains with (1.7 and 2):
+The training-free steps of the method (docs/method.md 1.1-1.5) and the losses it trains with (1.7 and 2):
 
 - `bases`: S = pinv(W) with unit columns, M = S_S S_T^T, and h~ = M h / ||h||;
 - `attribution`: Grad x Act per teacher layer, and the critical layers;

@@ -1,4 +1,4 @@
-"""Layer attribution (METHOD.md 1.2): which teacher layers matter for a task, by Gradient x Activation.
+"""Layer attribution (docs/method.md 1.2): which teacher layers matter for a task, by Gradient x Activation.
 
 score_l = mean over examples of the sum over response positions and channels of |h_l * dL/dh_l|, with L
 each example's response cross-entropy and h_l the output of block l; the top layers are *critical*.

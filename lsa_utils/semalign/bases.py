@@ -1,4 +1,4 @@
-"""The training-free heart of SemAlign (METHOD.md 1.1 and 1.4): semantic bases and the alignment map.
+"""The training-free heart of SemAlign (docs/method.md 1.1 and 1.4): semantic bases and the alignment map.
 
 A hidden state is read as a mixture of vocabulary directions: its cosine to the *semantic basis* of
 each token. Two models that share a vocabulary share those coefficients, so a teacher state can be

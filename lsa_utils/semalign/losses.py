@@ -1,4 +1,4 @@
-"""The losses of SemAlign v1 and v2 (METHOD.md 1.7 and 2) and of the controls.
+"""The losses of SemAlign v1 and v2 (docs/method.md 1.7 and 2) and of the controls.
 
 Every loss takes tensors already gathered at the response positions, except
 `response_loss_per_example`, which reads a whole batch (for the attribution and the baselines). Rows are

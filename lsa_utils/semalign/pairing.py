@@ -1,4 +1,4 @@
-"""Layer pairing (METHOD.md 1.3): which teacher layer supervises each student layer, and which layers train.
+"""Layer pairing (docs/method.md 1.3): which teacher layer supervises each student layer, and which layers train.
 
 Every pairing is a list of `LayerSource`, element k - 1 for student layer k (layers are 1-based). A
 source is one teacher layer or, with interpolation, a blend of two neighbours:

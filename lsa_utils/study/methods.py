@@ -1,4 +1,4 @@
-"""Every method of the study behind one call, so the comparison is fair (METHOD.md sections 1-3).
+"""Every method of the study behind one call, so the comparison is fair (docs/method.md sections 1-3).
 
 ``transfer_model(method, ...)`` returns the student after the method (or the teacher / student as they
 are); all trained methods read the same task splits through the same batches, trainer and budget, and

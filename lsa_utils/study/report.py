@@ -1,5 +1,5 @@
 """``results/REPORT.md``, written from the tables the notebooks left: no number in it is typed by hand,
-except the paper's, which are labelled as reported (METHOD.md section 5)."""
+except the paper's, which are labelled as reported (docs/method.md section 5)."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def _transfer_section(results: Path) -> list[str]:
     lines = ["## Transfer (notebook 04)", "",
              "Scores in percent, mean over seeds with a 95% t interval in brackets; rows marked *(control)* are "
              "the controls, not transfer methods. *Reported* columns are the paper's Llama-2 numbers on the real "
-             "benchmarks (METHOD.md section 5), shown for orientation only.", ""]
+             "benchmarks (docs/method.md section 5), shown for orientation only.", ""]
     labelled = table.assign(method=[f"{m} (control)" if k == "control" else m
                                     for m, k in zip(table["method"], table["kind"])])
     for teacher in dict.fromkeys(labelled["teacher"]):  # the teacher first, then each code teacher
@@ -178,7 +178,7 @@ def _ablation_section(results: Path) -> list[str]:
 
 
 def _claims_section(results: Path) -> list[str]:
-    lines = ["## The paper's claims, re-checked (METHOD.md section 6)", ""]
+    lines = ["## The paper's claims, re-checked (docs/method.md section 6)", ""]
     recomposition = _read(results, "01_recomposition.csv")
     if recomposition is not None:
         means = recomposition.groupby(["model", "basis"])["cosine"].mean()

@@ -68,7 +68,7 @@ class TaskSpec:
     scoring: ``multiple_choice`` (argmax over the choices' first tokens), ``last_number`` (exact match
         of the last number generated) or ``program`` (hidden tests in the sandbox, pass@1).
     benchmark: the benchmark the task is, or mirrors (a label for reports and the paper's numbers).
-    laten_steps: LaTen's optimiser steps per extract example (METHOD.md 3, its step e).
+    laten_steps: LaTen's optimiser steps per extract example (docs/method.md section 3, LaTen's step 5).
     split_sizes: items per split; train as in the paper, align / extract as in LaTen's protocol.
     """
 
@@ -111,8 +111,8 @@ _WORLD_TASKS = (
     TaskSpec("code_write", "MBPP", CODE_INSTRUCTION, CODE_ANSWER_PREFIX, "program", laten_steps=8,
              split_sizes={"train": 300, "align": 40, "extract": 32, "test": 250}),
 )
-# The four benchmarks, with METHOD.md section 4's prompts; their items come from `tasks.benchmarks` and their
-# test splits are the benchmarks' own (no size here).
+# The four benchmarks, with the prompts of docs/method.md section 4; their items come from `tasks.benchmarks`
+# and their test splits are the benchmarks' own (no size here).
 _TRANSFER_SIZES = {"train": 1000, "align": 80, "extract": 20}
 _CODE_PROMPT, _CODE_PREFIX = "Complete the following python function.\n\n\n", "Here is the completed function:\n\n\n"
 _BENCHMARK_TASKS = (

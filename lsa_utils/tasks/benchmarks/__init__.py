@@ -2,7 +2,7 @@
 
 Each benchmark is one `TaskSpec` (``mmlu``, ``gsm8k``, ``humaneval``, ``mbpp``, registered in
 `lsa_utils.tasks.spec`) and one module here that turns a row of the benchmark's own schema into an item
-and builds the paper's splits (METHOD.md section 4; `docs/` for the protocol). The world's families and
+and builds the paper's splits (docs/method.md section 4, the protocol). The world's families and
 these go through the same batches, trainer and evaluator.
 
 Example:
