@@ -36,6 +36,28 @@ def test_notebook_executes_and_leaves_a_run_record(results, notebook):
         assert sources["world"]
 
 
+MAX_STREAMS = 6  # a few printed summary lines; progress and warnings go elsewhere
+NOISE = ("%|", "it/s", "s/it", "Warning", "warn(")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_executed_notebook_is_quiet_and_machine_free(results, notebook):
+    """No progress bars or warnings in the executed copy, and no path of the machine that ran it."""
+    import sys
+
+    from lsa_utils.infra.paths import REPO_ROOT
+
+    outputs = [out for cell in nbformat.read(results / "executed" / notebook.name, as_version=4).cells
+               for out in cell.get("outputs", [])]
+    streams = [out for out in outputs if out["output_type"] == "stream"]
+    assert len(streams) <= MAX_STREAMS, [out["text"][:200] for out in streams]
+    assert not [out["text"][:200] for out in streams if out["name"] == "stderr" or any(n in out["text"] for n in NOISE)]
+    text = json.dumps([{k: v for k, v in out.get("data", {}).items() if not k.startswith("image/")}  # base64
+                       | {"text": out.get("text", ""), "traceback": out.get("traceback", [])} for out in outputs])
+    for path in {str(REPO_ROOT), sys.prefix, str(results.parent), os.path.expanduser("~")} - {"/"}:
+        assert path not in text, f"{notebook.name} shows the machine path {path}"
+
+
 def test_sources_are_output_free():
     for notebook in NOTEBOOKS:
         cells = nbformat.read(notebook, as_version=4).cells

@@ -1,4 +1,4 @@
-"""LaTen (Tan et al., ACL 2025), the pre-training-free parametric baseline of METHOD.md section 3.
+"""LaTen (Tan et al., ACL 2025), the pre-training-free parametric baseline of docs/method.md section 3.
 
 Knowledge is located in the teacher with a logit lens, mapped to the student's width by small
 hypernetworks, and injected into the student's most relevant neurons; only the hypernetworks train,
@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from lsa_utils.infra.progress import progress_bar
 from lsa_utils.models import arch
 from lsa_utils.models.batches import collate
 from lsa_utils.models.capture import record_io
@@ -233,7 +233,7 @@ def transfer(teacher: nn.Module, student: nn.Module, tokenizer: PreTrainedTokeni
     counts, n_student = neuron_counts(student, spec.rho), arch.n_layers(student)
     generator = torch.Generator().manual_seed(spec.seed)
     log = []
-    for e, item in enumerate(tqdm(extract, desc=desc, unit="example", mininterval=2.0)):
+    for e, item in enumerate(progress_bar(extract, desc=desc, unit="example", mininterval=2.0)):
         teacher_loc = locate(teacher, tokenizer, item, counts, spec)
         student_loc = locate(student, tokenizer, item, counts, spec)
         plan = [(kind, k_student, k_teacher) for kind in MODULE_KINDS

@@ -1,4 +1,4 @@
-"""Scoring a model on a task split (METHOD.md section 4), as the task's `TaskSpec` says, with a cache.
+"""Scoring a model on a task split (docs/method.md section 4), as the task's `TaskSpec` says, with a cache.
 
 Three kinds of scoring cover the four benchmarks and their world analogues:
 
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 from datasets import Dataset, DatasetDict
-from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lsa_utils.evaluation.generation import check_finite, check_sampling, choose_options, generate
 from lsa_utils.evaluation.sandbox import Isolation, SandboxSession
 from lsa_utils.infra.cache import atomic_write, config_key, stage_digest, verified
+from lsa_utils.infra.progress import progress_bar
 from lsa_utils.tasks.prompts import evaluation_context
 from lsa_utils.tasks.spec import get_task
 
@@ -158,7 +158,7 @@ def score_models(models: Mapping[str, PreTrainedModel], tokenizer: PreTrainedTok
     recomputed (unless it fails its checksum).
     """
     scores, items = [], []
-    for (name, model), (family, splits) in tqdm(list(product(models.items(), tasks.items())),
+    for (name, model), (family, splits) in progress_bar(list(product(models.items(), tasks.items())),
                                                 desc="evaluate", unit="run"):
         dataset = splits[split]
         path = None

@@ -41,6 +41,7 @@ from lsa_utils.infra.device import describe_device, resolve_device
 from lsa_utils.infra.numerics import configure_torch, numerics_in_force
 from lsa_utils.infra.paths import NOTEBOOKS_DIR, PACKAGE_DIR, REPO_ROOT, RESULTS_DIR, STAGING
 from lsa_utils.infra.profiles import load_profile, merge_parameters, notebook_parameters, profile_path
+from lsa_utils.infra.progress import KERNEL_ARGUMENTS, PROGRESS
 from lsa_utils.infra.records import SOURCES_NOTE, SourceUnavailable, read_sources
 from lsa_utils.infra.schema import declared_parameters
 
@@ -81,7 +82,7 @@ def run_notebook(
     with tempfile.TemporaryDirectory(prefix=".tmp-sources-", dir=results_dir) as folder, \
             tempfile.TemporaryDirectory(prefix=".tmp-staging-", dir=results_dir) as staging:
         note = Path(folder) / "sources.json"
-        environment = {SOURCES_NOTE: str(note),
+        environment = {SOURCES_NOTE: str(note), PROGRESS: "terminal",
                        STAGING: json.dumps({"results": str(results_dir), "staging": staging})}
         os.environ.update(environment)  # the kernel (and its workers) inherit them
         try:
@@ -230,6 +231,7 @@ def _execute(notebook: Path, output: Path, parameters: Mapping[str, Any]) -> Pat
             papermill.execute_notebook(
                 str(notebook), str(tmp), parameters=dict(parameters), kernel_name=KERNEL_NAME,
                 cwd=str(notebook.parent), progress_bar=True, log_output=False,
+                extra_arguments=KERNEL_ARGUMENTS,
             )
         except Exception as exc:
             if tmp.exists():

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 from datasets import Dataset
-from tqdm.auto import tqdm
 
 from lsa_utils.evaluation.scoring import evaluate_family
 from lsa_utils.infra.cache import atomic_write, config_key, stage_digest, verified
+from lsa_utils.infra.progress import progress_bar
 from lsa_utils.models.loading import ModelRecipe, ModelSet
 from lsa_utils.study.executors import Executor
 from lsa_utils.study.methods import TargetCache, TransferConfig, transfer_model
@@ -123,7 +123,7 @@ def run_jobs(jobs: Sequence[Job], executor: Executor | None = None, desc: str = 
     """Execute the jobs whose record is missing (or corrupt), then one tidy row per job, in the jobs' order."""
     missing = list({job.path: job for job in jobs if not verified(Path(job.path))}.values())  # a run once
     executor = executor or Executor()
-    for _ in tqdm(executor.map_unordered(execute, missing), total=len(missing), desc=desc, unit="run"):
+    for _ in progress_bar(executor.map_unordered(execute, missing), total=len(missing), desc=desc, unit="run"):
         pass
     return pd.DataFrame([job.row() for job in jobs], columns=list(ROWS))
 

@@ -20,13 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from lsa_utils.evaluation.scoring import score_models
 from lsa_utils.infra.device import resolve_device
 from lsa_utils.infra.outputs import save_table
 from lsa_utils.infra.paths import PARAMS_DIR, REPO_ROOT, RESULTS_DIR
 from lsa_utils.infra.profiles import load_profile, notebook_parameters
+from lsa_utils.infra.progress import progress_bar
 from lsa_utils.tasks.world.zoo import ZooConfig, gap_checks, load_zoo, model_key
 
 
@@ -41,7 +41,7 @@ def world_seed_tables(zoo: dict, seeds: Sequence[int], cache_dir: Path, evaluati
                       device: str = "auto") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(scores, checks) of the zoo trained on each world seed, one row per (seed, model, task) / (seed, check)."""
     scores, checks = [], []
-    for seed in tqdm(seeds, desc="world seeds", unit="zoo"):
+    for seed in progress_bar(seeds, desc="world seeds", unit="zoo"):
         config = ZooConfig.from_dict(seed_zoo(zoo, seed))
         world, models = load_zoo(config, cache_dir, resolve_device(device))
         keys = {name: model_key(config, name) for name in models}

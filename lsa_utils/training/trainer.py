@@ -1,6 +1,6 @@
 """One LoRA trainer for every transfer method: what trains, on what targets, with which losses.
 
-SemAlign (METHOD.md 1.6-1.8 and 2) trains LoRA on the paired student layers only, against aligned
+SemAlign (docs/method.md 1.6-1.8 and 2) trains LoRA on the paired student layers only, against aligned
 teacher activations computed once per item (`lsa_utils.semalign.targets`), plus an output loss. The controls use
 the same trainer with other supervision (``sft``: no layer loss, cross-entropy), so every method sees
 the same batches, optimiser and budget.
@@ -16,7 +16,9 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from lsa_utils.infra.cache import atomic_dir, entry_problem
+from lsa_utils.infra.progress import progress_bar
 from lsa_utils.models import arch
 from lsa_utils.models.batches import Batch, collate, iterate_batches
 from lsa_utils.models.capture import record
@@ -88,7 +90,17 @@ def attach_lora(student: nn.Module, layers: Sequence[int], spec: LoraSpec) -> Pe
     """A copy of ``student`` with LoRA (B = 0, so unchanged at step 0) on ``layers`` only."""
     config = LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
                         target_modules=arch.projection_names(student, list(layers), spec.modules))
-    return get_peft_model(copy.deepcopy(student), config)
+    with _peft_reads_deprecated_attribute():
+        return get_peft_model(copy.deepcopy(student), config)
+
+
+@contextmanager
+def _peft_reads_deprecated_attribute() -> Iterator[None]:
+    """peft asks a model for ``is_gradient_checkpointing``, which transformers 5 deprecates with a
+    FutureWarning: peft's doing, not the study's, so it is silenced here (and only here)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def _lora_parameters(model: PeftModel, layer: int) -> list[nn.Parameter]:
@@ -221,7 +233,7 @@ def fit_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, items: Sequen
     log, step = [], 0
     batches = (b for epoch in range(spec.epochs)
                for b in iterate_batches(tokenizer, items, spec.batch_size, shuffle_seed=spec.seed * 1000 + epoch))
-    bar = tqdm(total=total, desc=desc, unit="step", mininterval=2.0)
+    bar = progress_bar(total=total, desc=desc, unit="step", mininterval=2.0)
     for j, stage_layers in enumerate(stages):
         for p in model.parameters():
             p.requires_grad_(False)
@@ -269,7 +281,8 @@ def load_result(student: nn.Module, path: Path) -> PeftModel:
     """
     if Path(path).exists() and (problem := entry_problem(Path(path))):
         raise ValueError(f"trained run {path} is corrupt ({problem}): train it again and save_result it")
-    return PeftModel.from_pretrained(copy.deepcopy(student), Path(path)).eval()
+    with _peft_reads_deprecated_attribute():
+        return PeftModel.from_pretrained(copy.deepcopy(student), Path(path)).eval()
 
 
 def response_logits(model: nn.Module, tokenizer: PreTrainedTokenizerBase, items: Sequence[TaskItem]) -> Tensor:

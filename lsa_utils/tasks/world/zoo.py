@@ -26,11 +26,11 @@ import torch
 import transformers
 from datasets import DatasetDict, load_from_disk
 from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from lsa_utils.infra.cache import atomic_dir, config_key, stage_digest, verified
 from lsa_utils.infra.numerics import configure_torch
+from lsa_utils.infra.progress import progress_bar
 from lsa_utils.tasks.spec import WORLD_TASKS, get_task
 from lsa_utils.tasks.world import (
     CorpusMix,
@@ -42,7 +42,7 @@ from lsa_utils.tasks.world import (
 )
 
 MODEL_NAMES = ("student", "teacher", "code_teacher")
-PROGRESS_INTERVAL_S = 5.0  # executed notebooks keep every progress update: keep them few
+PROGRESS_INTERVAL_S = 5.0  # a zoo trains for minutes: a few updates are enough
 
 
 @contextmanager
@@ -214,7 +214,7 @@ def train_causal_lm(model: LlamaForCausalLM, ids: torch.Tensor, budget: Training
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     losses: list[float] = []
-    bar = tqdm(batches, desc=desc, unit="step", mininterval=PROGRESS_INTERVAL_S)
+    bar = progress_bar(batches, desc=desc, unit="step", mininterval=PROGRESS_INTERVAL_S)
     for batch in bar:
         batch = batch.to(device)
         loss = model(input_ids=batch, labels=batch).loss  # the model shifts the labels
