@@ -9,6 +9,7 @@ KERNEL  := lsa-study
 PROFILE ?= cpu
 DEVICE  ?= auto
 FORCE   ?=
+LAB_OPTIONS ?=
 # The default profile writes results/; any other writes results/<profile>/ beside it.
 RESULTS ?= $(if $(filter cpu,$(PROFILE)),results,results/$(PROFILE))
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -70,8 +71,11 @@ bench: $(STAMP) sandbox-tool ## speed and memory benchmarks into results/tables/
 world-seeds: $(STAMP) ## the zoo on world seeds 0 1 2: do notebook 00's targets hold? into results/tables/world_seed*.csv
 	$(OFFLINE) $(PY) -m lsa_utils.study.world_seeds --profile $(PROFILE) --seeds 0 1 2
 
-lab: $(STAMP) ## open the notebooks in JupyterLab
-	$(PY) -m jupyter lab notebooks/
+# The project kernel is the default for new notebooks (the study's notebooks name it already); root (a
+# container, CI) needs --allow-root. LAB_OPTIONS passes more, e.g. LAB_OPTIONS="--no-browser --port=8890".
+lab: $(STAMP) ## open the notebooks in JupyterLab on the project kernel (as root too): LAB_OPTIONS=...
+	$(PY) -m jupyter lab notebooks/ --MappingKernelManager.default_kernel_name=$(KERNEL) \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_OPTIONS)
 
 lock: ## regenerate requirements.lock in a fresh throw-away venv
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \

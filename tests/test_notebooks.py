@@ -58,6 +58,22 @@ def test_executed_notebook_is_quiet_and_machine_free(results, notebook):
         assert path not in text, f"{notebook.name} shows the machine path {path}"
 
 
+def test_html_index_links_every_notebook_report_and_figure(results):
+    import re
+
+    from lsa_utils.infra.html import export_html
+
+    index = export_html(results)
+    targets = {(index.parent / link).resolve() for link in re.findall(r'(?:href|src)="([^"]+)"', index.read_text())}
+    assert all(target.is_file() for target in targets)
+    expected = ({index.parent / f"{nb.stem}.html" for nb in (results / "executed").glob("*.ipynb")}
+                | {figure.resolve() for figure in (results / "figures").glob("*.png")}
+                | {index.parent / "REPORT.html"})
+    assert len(expected) > 10 and expected <= targets
+    assert "<h2>Transfer" in (index.parent / "REPORT.html").read_text()  # Markdown rendered, not copied
+    assert "cell" in (index.parent / "04_transfer.html").read_text()
+
+
 def test_sources_are_output_free():
     for notebook in NOTEBOOKS:
         cells = nbformat.read(notebook, as_version=4).cells

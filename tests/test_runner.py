@@ -90,7 +90,9 @@ def test_unknown_profile_section_is_an_error(tmp_path: Path) -> None:
 def test_cli_prints_one_line_per_notebook(tmp_path: Path, profile: Path, capsys) -> None:
     code = main(["--profile", str(profile), "--device", "cpu", "--results-dir", str(tmp_path), str(ECHO)])
     assert code == 0
-    assert capsys.readouterr().out.startswith("ok     echo.ipynb [")
+    out = capsys.readouterr().out
+    assert out.startswith("ok     echo.ipynb [") and "html   " in out
+    assert 'href="echo.html"' in (tmp_path / "html" / "index.html").read_text()  # a static copy after every run
 
 
 def test_results_dir_inside_the_repo_is_passed_relative(tmp_path: Path) -> None:
@@ -153,7 +155,7 @@ def test_every_notebook_after_one_that_ran_runs_too(tmp_path: Path, capsys) -> N
         assert main(args) == 0
         return [line.split()[0] for line in capsys.readouterr().out.splitlines()]
 
-    assert first_words() == ["ok", "ok"]
-    assert first_words() == ["skip", "skip"]
+    assert first_words() == ["ok", "ok", "html"]
+    assert first_words() == ["skip", "skip", "html"]
     (results / "executed" / "01_first.ipynb").unlink()
-    assert first_words() == ["ok", "ok"]
+    assert first_words() == ["ok", "ok", "html"]

@@ -38,6 +38,7 @@ import papermill
 
 from lsa_utils.infra.cache import atomic_write, config_key
 from lsa_utils.infra.device import describe_device, resolve_device
+from lsa_utils.infra.html import export_html
 from lsa_utils.infra.numerics import configure_torch, numerics_in_force
 from lsa_utils.infra.paths import NOTEBOOKS_DIR, PACKAGE_DIR, REPO_ROOT, RESULTS_DIR, STAGING
 from lsa_utils.infra.profiles import load_profile, merge_parameters, notebook_parameters, profile_path
@@ -345,6 +346,7 @@ def main(argv: Sequence[str] | None = None,
             return 1
         elapsed = time.perf_counter() - start
         print(f"ok     {notebook.name} [{args.profile}] {elapsed:.1f}s -> {_portable(executed)}")
+    print(f"html   {_portable(export_html(args.results_dir))}: the results to browse without Jupyter")
     return 0
 
 

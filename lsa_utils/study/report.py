@@ -44,7 +44,7 @@ FIGURES = {
     "02_pairing.png": "The teacher-to-student layer pairing and the layers SemAlign v1 trains.",
     "03_alignment_quality.png": "Held-out cosine between mapped teacher states and the paired student states, per map.",
     "03_cka.png": "Linear CKA between layers: teacher x student, aligned teacher x student, student x student (Figs. 4-6).",
-    "04_table1.png": "Table 1 of this run: every method on every task, mean and 95% interval over seeds.",
+    "04_table1.png": "Table 1 of this run: every method on every task, mean and 95% t interval over seeds.",
     "04_table2.png": "Table 2 of this run: the code teacher as the source on the code tasks.",
     "04_paired_vs_sft.png": "Each method and control minus sft on the same (seed, item) pairs, with "
                             "Bonferroni-corrected intervals (clustered standard errors).",
@@ -237,7 +237,8 @@ def _figures_section(results: Path) -> list[str]:
     lines = ["## Figures", ""]
     for name in figures:
         text = FIGURES.get(name) or (f"Ablation of {name.removeprefix('05_ablation_').removesuffix('.png')}: "
-                                     "score per level, one line per task." if name.startswith("05_ablation_") else "")
+                                     "score per level (one panel per task, mean and 95% t interval over seeds) "
+                                     "against student, sft and teacher." if name.startswith("05_ablation_") else "")
         lines.append(f"- `figures/{name}`: {text}")
     return lines + [""]
 

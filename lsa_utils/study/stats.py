@@ -37,12 +37,14 @@ def _half_width(values: pd.Series, confidence: float) -> float:
     return t_quantile((1 + confidence) / 2, n - 1) * values.std(ddof=1) / math.sqrt(n) if n > 1 else math.nan
 
 
-def summarise(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """Mean score per (teacher, task, method) with a t-based confidence interval over seeds."""
+def summarise(table: pd.DataFrame, confidence: float = 0.95,
+              by: Sequence[str] = ("teacher", "task", "method")) -> pd.DataFrame:
+    """Mean score per group (by default (teacher, task, method)) with a t-based confidence interval over
+    seeds: the interval every table and figure of the study reports."""
     def interval(scores: pd.Series) -> pd.Series:
         mean, half = scores.mean(), _half_width(scores, confidence)
         return pd.Series({"mean": mean, "low": mean - half, "high": mean + half, "n_seeds": len(scores)})
-    return table.groupby(["teacher", "task", "method"], sort=False)["score"].apply(interval).unstack().reset_index()
+    return table.groupby(list(by), sort=False)["score"].apply(interval).unstack().reset_index()
 
 
 def gap_closed(summary: pd.DataFrame) -> pd.Series:

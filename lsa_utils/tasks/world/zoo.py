@@ -42,6 +42,7 @@ from lsa_utils.tasks.world import (
 )
 
 MODEL_NAMES = ("student", "teacher", "code_teacher")
+FREQUENCY_TERCILES = ("rare", "middle", "common")  # in order: the x axis of notebook 00's frequency figure
 PROGRESS_INTERVAL_S = 5.0  # a zoo trains for minutes: a few updates are enough
 
 
@@ -300,7 +301,7 @@ def scores_by_frequency(items: pd.DataFrame, tasks: dict[str, DatasetDict], spli
     frames = []
     for task, frame in items.groupby("task", sort=False):
         rank = pd.Series(tasks[task][split]["frequency"]).rank(method="first")
-        tercile = pd.qcut(rank, 3, labels=["rare", "middle", "common"])
+        tercile = pd.qcut(rank, 3, labels=list(FREQUENCY_TERCILES))
         frames.append(frame.assign(frequency=tercile.to_numpy()[frame["item"].to_numpy()]))
     table = pd.concat(frames).groupby(["model", "task", "frequency"], observed=True, sort=False)["correct"].mean()
     return (100 * table).rename("score").reset_index()
