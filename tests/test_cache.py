@@ -229,7 +229,7 @@ STAGE_ENTRY_MODULES = {
     "transfer": ("lsa_utils.study.grid", "lsa_utils.evaluation.sandbox.server"),
 }
 BOOKKEEPING = {"infra/__init__.py", "infra/cache.py", "infra/paths.py", "infra/records.py", "infra/outputs.py",
-               "infra/profiles.py", "infra/schema.py", "infra/runner.py"}
+               "infra/profiles.py", "infra/schema.py", "infra/runner.py", "infra/progress.py", "infra/html.py"}
 
 
 def _module_file(name: str) -> Path | None:
