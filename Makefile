@@ -21,7 +21,7 @@ ifneq ($(shell id -u),0)
 SUDO := sudo
 endif
 
-.PHONY: help setup sandbox-tool test reproduce real-smoke bench world-seeds lab lock clean distclean
+.PHONY: help setup sandbox-tool test reproduce real-smoke bench world-seeds exercises lab lock clean distclean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,9 +54,12 @@ $(STAMP): requirements.lock pyproject.toml
 test: $(STAMP) sandbox-tool ## run the test suite, offline
 	$(OFFLINE) $(PY) -m pytest
 
-reproduce: $(STAMP) sandbox-tool ## run the notebooks in order, skipping up-to-date ones, into results/ (other profiles: results/PROFILE/): PROFILE=cpu DEVICE=auto FORCE=1
+# The teaching pack is rebuilt too (seconds: it builds notebooks, it does not run them), so the committed
+# results/exercises/ match the notebooks of the same commit.
+reproduce: $(STAMP) sandbox-tool ## run the notebooks in order, skipping up-to-date ones, into results/ (other profiles: results/PROFILE/), and rebuild the teaching pack: PROFILE=cpu DEVICE=auto FORCE=1
 	$(PY) -m lsa_utils --profile $(PROFILE) --device $(DEVICE) --results-dir $(RESULTS) \
 		$(if $(filter 1 yes true,$(FORCE)),--force)
+	$(PY) -m lsa_utils.study.exercises --profile teach --out-dir $(RESULTS)/exercises
 
 # Tiny random Qwen2 models and made-up benchmark rows, written once: the hub / local path end to end, offline.
 .cache/real-smoke/models/student/config.json: tests/real_smoke.py tests/benchmark_rows.py | $(STAMP)
@@ -70,6 +73,9 @@ bench: $(STAMP) sandbox-tool ## speed and memory benchmarks into results/tables/
 
 world-seeds: $(STAMP) ## the zoo on world seeds 0 1 2: do notebook 00's targets hold? into results/tables/world_seed*.csv
 	$(OFFLINE) $(PY) -m lsa_utils.study.world_seeds --profile $(PROFILE) --seeds 0 1 2
+
+exercises: $(STAMP) ## the teaching pack: student and solutions notebooks into results/exercises/ (docs/teaching.md)
+	$(PY) -m lsa_utils.study.exercises --profile teach --out-dir results/exercises
 
 # The project kernel is the default for new notebooks (the study's notebooks name it already); root (a
 # container, CI) needs --allow-root. LAB_OPTIONS passes more, e.g. LAB_OPTIONS="--no-browser --port=8890".

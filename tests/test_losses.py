@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -84,3 +85,18 @@ def test_cka_invariances():
     y = torch.randn(50, 9, dtype=torch.float64)
     assert abs(linear_cka(x, y) - linear_cka(y, x)) < 1e-12
     assert cka_matrix({1: x, 2: y}, {1: x}).shape == (2, 1)
+
+
+def test_a_registered_layer_loss_is_named_keyed_by_its_source_and_cannot_shadow_a_built_in():
+    def gap(h, target):
+        return (h - target).abs().mean()
+
+    try:
+        losses.register_layer_loss("abs_gap", gap)
+        assert losses.layer_loss_names()[-1] == "abs_gap"
+        assert "(h - target).abs().mean()" in losses.registered_loss_source("abs_gap")
+        assert losses.registered_loss_source("cosine") is None and losses.registered_loss_source(None) is None
+        with pytest.raises(ValueError, match="'cosine' is a built-in layer loss"):
+            losses.register_layer_loss("cosine", gap)
+    finally:
+        losses.REGISTERED_LAYER_LOSSES.pop("abs_gap", None)

@@ -147,6 +147,15 @@ def inputs_key(notebook: Path, parameters: Mapping[str, Any], device: str) -> st
                        "package": package, "versions": package_versions()})
 
 
+def resolved_parameters(notebook: Path, profile: str | Path, *, results_dir: Path = RESULTS_DIR,
+                        device: str | None = None, overrides: Mapping[str, Any] | None = None,
+                        check_profile: ProfileCheck | None = None) -> dict[str, Any]:
+    """The checked parameters `run_notebook` would inject into ``notebook``, for a tool that executes a
+    notebook built from it (the teaching pack's exercises)."""
+    notebook, results_dir = Path(notebook).resolve(), Path(results_dir).resolve()
+    return _resolve(notebook, profile, results_dir, device, overrides, check_profile)[0]
+
+
 def _resolve(notebook: Path, profile: str | Path, results_dir: Path, device: str | None,
              overrides: Mapping[str, Any] | None,
              check_profile: ProfileCheck | None = None) -> tuple[dict[str, Any], str]:

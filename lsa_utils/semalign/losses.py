@@ -8,6 +8,9 @@ teacher activation [N, D_S] (a constant), ``logits`` [N, V], ``labels`` [N].
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -16,6 +19,31 @@ from lsa_utils.models.batches import IGNORE
 
 LAYER_LOSSES = ("cosine", "fisher", "relation", "mse", "projected_mse")
 OUTPUT_LOSSES = ("cosine_onehot", "kl_teacher", "ce", "ce_kl")  # ce_kl = ce + kl_teacher (the kd control)
+LayerLoss = Callable[[Tensor, Tensor], Tensor]  # (h [N, D_S], target [N, D_S]) -> a scalar to minimise
+REGISTERED_LAYER_LOSSES: dict[str, LayerLoss] = {}
+
+
+def register_layer_loss(name: str, loss: LayerLoss) -> None:
+    """Make ``loss`` a layer loss that configs and ablations can name (``layer_loss: name``).
+
+    For experiments, e.g. the teaching pack's exercise: the registry lives in this process only, so runs
+    that use it must execute here (the ``inprocess`` executor). Registering a name again replaces it.
+    """
+    if name in LAYER_LOSSES:
+        raise ValueError(f"{name!r} is a built-in layer loss; register the new one under another name")
+    REGISTERED_LAYER_LOSSES[name] = loss
+
+
+def layer_loss_names() -> tuple[str, ...]:
+    """Every layer loss a config may name: the built-in ones, then the registered ones."""
+    return LAYER_LOSSES + tuple(REGISTERED_LAYER_LOSSES)
+
+
+def registered_loss_source(name: str | None) -> str | None:
+    """The source of a registered loss (None for a built-in one): part of a run's cache key, so that an
+    edited definition reruns instead of reading the score of the old one."""
+    loss = REGISTERED_LAYER_LOSSES.get(name) if name else None
+    return None if loss is None else inspect.getsource(loss)
 
 
 def cosine_layer(h: Tensor, target: Tensor) -> Tensor:

@@ -21,6 +21,7 @@ from lsa_utils.evaluation.scoring import evaluate_family
 from lsa_utils.infra.cache import atomic_write, config_key, stage_digest, verified
 from lsa_utils.infra.progress import progress_bar
 from lsa_utils.models.loading import ModelRecipe, ModelSet
+from lsa_utils.semalign.losses import registered_loss_source
 from lsa_utils.study.executors import Executor
 from lsa_utils.study.methods import TargetCache, TransferConfig, transfer_model
 from lsa_utils.study.stats import UNTRAINED, item_string
@@ -65,6 +66,7 @@ def grid_jobs(models: ModelSet, teacher: str, methods: Sequence[str], families: 
     pair = models.pair(teacher, student)
     check_split_counts(models.tasks, families, n_test, n_fit)  # here, before any job runs: not in a worker
     jobs = []
+    custom_loss = registered_loss_source(config.layer_loss)
     for method, family, seed in product(methods, families, seeds):
         if method in UNTRAINED and seed != seeds[0]:
             continue
@@ -73,7 +75,8 @@ def grid_jobs(models: ModelSet, teacher: str, methods: Sequence[str], families: 
                   else {"student": pair.student_key} if method == "oracle" else {"pair": pair.key})
         key = config_key({"code": stage_digest("transfer"), **source, "method": method, "family": family,
                           "seed": seed, "n_test": n_test, "n_fit": n_fit, "evaluation": evaluation,
-                          "config": asdict(seeded) if method not in UNTRAINED else None})
+                          "config": asdict(seeded) if method not in UNTRAINED else None,
+                          **({"layer_loss_source": custom_loss} if custom_loss else {})})
         path = Path(cache_dir).resolve() / "transfer" / f"{method}-{family}-{key}.json"
         jobs.append(Job(models.recipe, teacher, student, method, family, seed, seeded, dict(evaluation), n_test,
                         n_fit, str(Path(cache_dir).resolve()), str(path)))

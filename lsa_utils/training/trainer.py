@@ -187,7 +187,9 @@ def _layer_term(model: nn.Module, name: str, h: Tensor, target: Tensor, mask: Te
     if name == "relation":
         sequence = mask.nonzero()[:, 0]  # [rows]: the sequence of each response position
         return losses.relation_layer(h, target, sequence)
-    raise ValueError(f"unknown layer loss {name!r}; choose from {losses.LAYER_LOSSES}")
+    if name in losses.REGISTERED_LAYER_LOSSES:
+        return losses.REGISTERED_LAYER_LOSSES[name](h, target)
+    raise ValueError(f"unknown layer loss {name!r}; choose from {losses.layer_loss_names()}")
 
 
 def _stages(train_layers: Sequence[int], spec: TrainSpec) -> list[tuple[int, ...]]:
