@@ -100,3 +100,11 @@ def test_a_registered_layer_loss_is_named_keyed_by_its_source_and_cannot_shadow_
             losses.register_layer_loss("cosine", gap)
     finally:
         losses.REGISTERED_LAYER_LOSSES.pop("abs_gap", None)
+
+
+def test_layer_losses_compute_in_float32_on_bf16_states():
+    h, target = torch.randn(6, 8).bfloat16(), torch.randn(6, 8).bfloat16()
+    assert losses.cosine_layer(h, target).dtype == torch.float32
+    assert losses.mse_layer(h, target).dtype == torch.float32
+    assert losses.relation_layer(h, target, torch.tensor([0, 0, 0, 1, 1, 1])).dtype == torch.float32
+    assert torch.allclose(losses.cosine_layer(h, target), losses.cosine_layer(h.float(), target.float()))

@@ -121,3 +121,33 @@ def test_a_diverging_run_stops_at_the_first_non_finite_loss(tiny_task, make_tiny
     with pytest.raises(NonFiniteTraining, match=r"sft on facts: step 2 of 6 \(lr 1e\+30\): the output loss is nan"):
         train_lora(student, tokenizer, items[:8], [1, 2], Supervision(layer_loss=None, output_loss="ce"), None, spec,
                    desc="sft on facts")
+
+
+@pytest.mark.parametrize("layer_loss", ["cosine", "fisher", "relation", "mse", "projected_mse"])
+def test_autocast_trains_a_bf16_student_with_float32_master_weights(tiny_task, make_pair, layer_loss):
+    """The real profiles' path: bf16 weights, the forward under autocast, LoRA trained in float32."""
+    tokenizer, items = tiny_task
+    student, teacher, M = make_pair(len(tokenizer))
+    targets = teacher_targets(teacher, tokenizer, items[:8], {2: LayerSource.single(3)}, "block_delta",
+                              None if layer_loss == "projected_mse" else M, with_logits=True)
+    supervision = Supervision(layers=(2,), layer_loss=layer_loss, output_loss="kl_teacher")
+    spec = TrainSpec(epochs=3, lr=1e-2, batch_size=8, autocast=True)
+    result = train_lora(student.to(torch.bfloat16), tokenizer, items[:8], [2], supervision, targets, spec,
+                        LoraSpec(dropout=0.0))
+    lora = {name: p for name, p in result.model.named_parameters() if "lora_" in name}
+    assert lora and all(p.dtype == torch.float32 for p in lora.values())
+    assert any(not torch.all(p == 0) for name, p in lora.items() if "lora_B" in name)
+    assert torch.isfinite(torch.tensor(result.log[["layer_loss", "kl_loss"]].values)).all()
+    assert response_logits(result.model, tokenizer, items[:2]).dtype == torch.bfloat16
+
+
+def test_autocast_computes_in_bf16_and_stays_close_to_float32(tiny_task, make_pair):
+    """On a float32 model autocast changes the products (bf16), not the result beyond bf16's precision."""
+    tokenizer, items = tiny_task
+    student, teacher, M = make_pair(len(tokenizer))
+    targets = teacher_targets(teacher, tokenizer, items[:8], {2: LayerSource.single(3)}, "block_delta", M)
+    logs = {autocast: train_lora(student, tokenizer, items[:8], [2], Supervision(layers=(2,)), targets,
+                                 TrainSpec(epochs=2, lr=1e-2, batch_size=8, autocast=autocast),
+                                 LoraSpec(dropout=0.0)).log["loss"].to_numpy() for autocast in (False, True)}
+    assert not (logs[True] == logs[False]).all()  # the products did run in bf16
+    assert abs(logs[True] - logs[False]).max() < 0.02 * abs(logs[False]).max()

@@ -3,7 +3,8 @@
 Every loss takes tensors already gathered at the response positions, except
 `response_loss_per_example`, which reads a whole batch (for the attribution and the baselines). Rows are
 positions, the last axis is the hidden or vocabulary axis. ``h`` is the student's activation [N, D_S], ``target`` the aligned
-teacher activation [N, D_S] (a constant), ``logits`` [N, V], ``labels`` [N].
+teacher activation [N, D_S] (a constant), ``logits`` [N, V], ``labels`` [N]. Every loss is computed in
+float32 whatever the states' dtype (bf16 models, autocast).
 """
 
 from __future__ import annotations
@@ -48,11 +49,12 @@ def registered_loss_source(name: str | None) -> str | None:
 
 def cosine_layer(h: Tensor, target: Tensor) -> Tensor:
     """v1: 1 - mean cosine between student and aligned teacher states."""
-    return 1 - F.cosine_similarity(h, target, dim=-1).mean()
+    return 1 - F.cosine_similarity(h.float(), target.float(), dim=-1).mean()
 
 
 def mse_layer(h: Tensor, target: Tensor) -> Tensor:
     """MSE after rescaling each target to the norm of the student's state (the norm carries no gradient)."""
+    h, target = h.float(), target.float()
     scale = h.detach().norm(dim=-1, keepdim=True) / target.norm(dim=-1, keepdim=True).clamp_min(1e-8)
     return F.mse_loss(h, target * scale)
 
@@ -84,7 +86,7 @@ def relation_layer(h: Tensor, target: Tensor, sequence: Tensor) -> Tensor:
     losses = []
     for s in sequence.unique():
         rows = sequence == s
-        r, r_target = h[rows], target[rows]
+        r, r_target = h[rows].float(), target[rows].float()
         r = r - r.mean(dim=0)
         r_target = r_target - r_target.mean(dim=0)
         g, g_target = r @ r.T, r_target @ r_target.T  # [n_s, n_s]

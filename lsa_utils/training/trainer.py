@@ -53,7 +53,13 @@ class LoraSpec:
 @dataclass(frozen=True)
 class TrainSpec:
     """The optimiser's budget. ``micro_batch_size`` (sequences per forward / backward pass; None: the whole
-    batch) accumulates gradients so that a batch of 64 fits on one card; the update is the batch's."""
+    batch) accumulates gradients so that a batch of 64 fits on one card; the update is the batch's.
+
+    ``autocast`` runs the forward passes under `torch.autocast` in bfloat16: the matrix products of a float32
+    or bf16 model in bf16 (tensor cores on a GPU), while what trains keeps float32 master weights (peft
+    creates LoRA in float32 on a bf16 model; the layerwise-KD maps are float32) and every loss is computed
+    in float32.
+    """
 
     epochs: int = 5
     lr: float = 3e-4
@@ -61,6 +67,7 @@ class TrainSpec:
     schedule: str = "single"
     seed: int = 0
     micro_batch_size: int | None = None
+    autocast: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,21 +147,24 @@ def _step_loss(model: PeftModel, batch: Batch, rows: Tensor | None, targets: Tar
 
 def _backward(model: PeftModel, batch: Batch, indices: Sequence[int], targets: TargetSet | None,
               supervision: Supervision, layers: Sequence[int], projections: nn.ModuleDict, n_vocab: int,
-              micro_batch_size: int | None) -> dict[str, Tensor]:
+              micro_batch_size: int | None, autocast: bool) -> dict[str, Tensor]:
     """Back-propagate one batch's loss, in micro-batches of ``micro_batch_size`` sequences when set; returns
     the batch's loss terms (detached).
 
     Each micro-batch's terms are weighted by its share of the batch's response positions, so the gradient
     is the whole batch's for every loss that is a mean over positions (all but ``relation``, a mean over
-    sequences, which it approximates), and identical to it when the batch goes in one piece.
+    sequences, which it approximates), and identical to it when the batch goes in one piece. Only the
+    forward pass runs under ``autocast``; backward follows the dtypes it chose, as torch recommends.
     """
     size = micro_batch_size or len(batch)
     n_rows = batch.response_mask.sum()
     totals: dict[str, Tensor] = {}
+    device_type = batch.input_ids.device.type
     for start in range(0, len(batch), size):
         part = batch.map(lambda t: t[start:start + size])  # [micro, seq]: same columns, same positions
         rows = targets.rows(indices[start:start + size]) if targets is not None else None
-        terms = _step_loss(model, part, rows, targets, supervision, layers, projections, n_vocab)
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+            terms = _step_loss(model, part, rows, targets, supervision, layers, projections, n_vocab)
         share = part.response_mask.sum() / n_rows
         (sum(terms.values()) * share).backward()
         for name, value in terms.items():
@@ -177,7 +187,7 @@ def _check_finite(terms: dict[str, Tensor], params: Sequence[nn.Parameter], wher
 def _layer_term(model: nn.Module, name: str, h: Tensor, target: Tensor, mask: Tensor,
                 projection: nn.Module | None) -> Tensor:
     if name == "projected_mse":  # layerwise KD: a learned map from the raw teacher state
-        return F.mse_loss(h, projection(target))
+        return F.mse_loss(h.float(), projection(target).float())
     if name == "cosine":
         return losses.cosine_layer(h, target)
     if name == "mse":
@@ -252,7 +262,7 @@ def fit_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, items: Sequen
             indices, batch = next(batches)
             optimizer.zero_grad()
             terms = _backward(model, batch.to(device), indices, targets, supervision, supervised, projections,
-                              len(tokenizer), spec.micro_batch_size)
+                              len(tokenizer), spec.micro_batch_size, spec.autocast)
             loss = sum(terms.values())
             step += 1
             _check_finite(terms, params, f"{desc}: step {step} of {total} (lr {spec.lr})")
