@@ -2,13 +2,19 @@
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from lsa_utils.infra.paths import REPO_ROOT
-from lsa_utils.infra.runner import KERNEL_NAME, NotebookFailed, _results_dir_parameter, find_seeds, main, run_notebook
+from lsa_utils.infra.profiles import load_profile
+from lsa_utils.infra.runner import (
+    KERNEL_NAME, NotebookFailed, _results_dir_parameter, default_notebooks, find_seeds, main, run_notebook,
+    sandboxes_used,
+)
 
 ECHO = Path(__file__).parent / "fixtures" / "echo.ipynb"
 PROFILE = """\
@@ -159,3 +165,23 @@ def test_every_notebook_after_one_that_ran_runs_too(tmp_path: Path, capsys) -> N
     assert first_words() == ["skip", "skip", "html"]
     (results / "executed" / "01_first.ipynb").unlink()
     assert first_words() == ["ok", "ok", "html"]
+
+
+def test_the_sandbox_of_each_scoring_notebook_is_what_its_profile_section_says() -> None:
+    notebooks = default_notebooks()
+    profile = load_profile("smoke", notebooks_dir=notebooks[0].parent)
+    assert sandboxes_used(profile, notebooks) == ["bubblewrap"] * 3  # 00, 04 and 05 score models
+    profile["04_transfer"]["evaluation"] = {**profile["04_transfer"]["evaluation"], "sandbox": "guard"}
+    assert sandboxes_used(profile, notebooks) == ["bubblewrap", "guard", "bubblewrap"]
+    assert sandboxes_used(profile, [n for n in notebooks if n.name.startswith(("01", "06"))]) == []
+
+
+def test_without_bubblewrap_the_run_stops_before_any_notebook_and_names_the_fix(tmp_path: Path) -> None:
+    """No `bwrap` on PATH: the preflight stops `python -m lsa_utils` in seconds, before the zoo trains."""
+    done = subprocess.run([sys.executable, "-m", "lsa_utils", "--profile", "smoke", "--device", "cpu",
+                           "--results-dir", str(tmp_path / "out")], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env={"PATH": str(tmp_path), "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("STOPPED before any notebook ran [smoke]:")
+    assert "apt-get install bubblewrap" in done.stderr and "sandbox: guard" in done.stderr
+    assert not (tmp_path / "out").exists()

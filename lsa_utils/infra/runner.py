@@ -104,8 +104,7 @@ def run_notebook(
         "device": resolved_device,
         "numerics": numerics_in_force(),
         "sources": sources,
-        # where generated code ran: the profile's `evaluation: {sandbox: ...}`, else the sandbox's default
-        "sandbox": (parameters.get("evaluation") or {}).get("sandbox", "bubblewrap"),
+        "sandbox": sandbox_of(parameters),
         "started_at": started_at.isoformat(timespec="seconds"),
         "wall_time_s": round(time.perf_counter() - start, 2),
     }
@@ -319,12 +318,15 @@ def default_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None,
          check_sources: Callable[[Mapping[str, Any], Path], None] | None = None,
-         check_profile: ProfileCheck | None = None) -> int:
+         check_profile: ProfileCheck | None = None,
+         check_sandbox: Callable[[str], None] | None = None) -> int:
     """Run the named notebooks (default: all, in order), stopping at the first failure.
 
     First ``check_profile`` (see `ProfileCheck`) may raise ValueError naming what in the profile does not fit,
     then ``check_sources(parameters, notebooks_dir)`` may raise `SourceUnavailable` (a model or data set that
-    cannot be had): either stops the run in one message, in seconds, before anything is written.
+    cannot be had), then ``check_sandbox(isolation)`` may raise `SourceUnavailable` for the sandbox each
+    notebook that scores generated code will use: each stops the run in one message, in seconds, before
+    anything is written.
     """
     args = _parser().parse_args(argv)
     notebooks = [Path(n) for n in args.notebooks] or default_notebooks()
@@ -338,6 +340,9 @@ def main(argv: Sequence[str] | None = None,
             check_profile(profile, first.parent, profile_path(args.profile).name)
         if check_sources is not None:
             check_sources(notebook_parameters(profile, first.stem), first.parent)
+        if check_sandbox is not None:
+            for isolation in dict.fromkeys(sandboxes_used(profile, notebooks)):
+                check_sandbox(isolation)
     except (SourceUnavailable, ValueError, FileNotFoundError) as exc:
         print(f"STOPPED before any notebook ran [{args.profile}]:\n{exc}", file=sys.stderr)
         return 1
@@ -357,6 +362,17 @@ def main(argv: Sequence[str] | None = None,
         print(f"ok     {notebook.name} [{args.profile}] {elapsed:.1f}s -> {_portable(executed)}")
     print(f"html   {_portable(export_html(args.results_dir))}: the results to browse without Jupyter")
     return 0
+
+
+def sandbox_of(parameters: Mapping[str, Any]) -> str:
+    """Where a notebook runs generated code: its ``evaluation: {sandbox: ...}``, else the sandbox's default."""
+    return (parameters.get("evaluation") or {}).get("sandbox", "bubblewrap")
+
+
+def sandboxes_used(profile: Mapping[str, Mapping[str, Any]], notebooks: Sequence[Path]) -> list[str]:
+    """The sandbox of every notebook among ``notebooks`` that scores models (declares ``evaluation``)."""
+    return [sandbox_of(notebook_parameters(profile, notebook.stem)) for notebook in notebooks
+            if "evaluation" in declared_parameters(notebook)]
 
 
 def _parser() -> argparse.ArgumentParser:

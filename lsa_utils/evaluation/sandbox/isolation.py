@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Literal
 
+from lsa_utils.infra.records import SourceUnavailable
+
 Isolation = Literal["bubblewrap", "guard"]
 ISOLATIONS: tuple[Isolation, ...] = ("bubblewrap", "guard")
 NOBODY = 65534
@@ -36,8 +38,9 @@ _FIX = (f"install it with `{INSTALL}` (`make setup` does this when run as root),
         "not a security boundary")
 
 
-class SandboxUnavailable(RuntimeError):
-    """Bubblewrap is missing or cannot create its namespaces here; the message says what to do."""
+class SandboxUnavailable(SourceUnavailable):
+    """Bubblewrap is missing or cannot create its namespaces here; the message says what to do. A source the
+    run cannot have, like a missing model: the runner's preflight stops on it before any notebook runs."""
 
 
 def check_isolation(isolation: str) -> None:
