@@ -21,7 +21,7 @@ ifneq ($(shell id -u),0)
 SUDO := sudo
 endif
 
-.PHONY: help setup sandbox-tool test reproduce real-smoke bench world-seeds exercises lab lock clean distclean
+.PHONY: help setup sandbox-tool test reproduce real-smoke bench exercises lab lock clean distclean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,9 +70,6 @@ real-smoke: $(STAMP) sandbox-tool .cache/real-smoke/models/student/config.json #
 
 bench: $(STAMP) sandbox-tool ## speed and memory benchmarks into results/tables/bench.csv and results/BENCH.md: PROFILE=cpu
 	$(OFFLINE) $(PY) -m lsa_utils.study.bench --profile $(PROFILE)
-
-world-seeds: $(STAMP) ## the zoo on world seeds 0 1 2: do notebook 00's targets hold? into results/tables/world_seed*.csv
-	$(OFFLINE) $(PY) -m lsa_utils.study.world_seeds --profile $(PROFILE) --seeds 0 1 2
 
 exercises: $(STAMP) ## the teaching pack: student and solutions notebooks into results/exercises/ (docs/teaching.md)
 	$(PY) -m lsa_utils.study.exercises --profile teach --out-dir results/exercises

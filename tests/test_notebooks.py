@@ -72,6 +72,22 @@ def test_html_index_links_every_notebook_report_and_figure(results):
     assert len(expected) > 10 and expected <= targets
     assert "<h2>Transfer" in (index.parent / "REPORT.html").read_text()  # Markdown rendered, not copied
     assert "cell" in (index.parent / "04_transfer.html").read_text()
+    theme = re.compile(r"--jp-layout-color0\s*:")  # a JupyterLab theme variable's definition
+    assert theme.search((index.parent / "notebook.css").read_text())  # the lab CSS, written once
+    for notebook in (results / "executed").glob("*.ipynb"):
+        page = (index.parent / f"{notebook.stem}.html").read_text()
+        assert '<link rel="stylesheet" href="notebook.css">' in page and not theme.search(page)
+
+
+def test_html_notebook_pages_link_only_the_leading_head_css_common_to_all(tmp_path):
+    from lsa_utils.infra.html import _share_css
+
+    page = ('<head><style type="text/css">a</style>\n<style>{}</style><script></script><style>c</style></head>'
+            "<body><style>c</style></body>")
+    pages = _share_css([page.format("b1"), page.format("b2")], tmp_path / "notebook.css")
+    assert (tmp_path / "notebook.css").read_text() == "a"
+    assert pages[0] == ('<head><link rel="stylesheet" href="notebook.css">\n<style>b1</style><script></script>'
+                        "<style>c</style></head><body><style>c</style></body>")
 
 
 def test_sources_are_output_free():
@@ -86,8 +102,20 @@ def test_models_table_schema(results):
     assert set(table["model"]) == {"student", "teacher", "code_teacher"}
     assert set(table["task"]) == {"facts", "arith", "code_complete", "code_write"}
     assert table["score"].between(0, 100).all()
-    for figure in ("00_model_scores.png", "00_training_loss.png", "00_scores_by_frequency.png"):
+    for figure in ("00_model_scores.png", "00_training_loss.png", "00_scores_by_frequency.png", "00_world_seeds.png"):
         assert (results / "figures" / figure).stat().st_size > 0
+
+
+def test_world_seed_tables_come_from_workers_and_match_the_studys_own_seed(results):
+    """Notebook 00 trains the smoke zoo again on world seeds 0 and 1 in worker processes: seed 0's scores are
+    the study's own (models.csv), and the report shows the spread."""
+    scores = pd.read_csv(results / "tables" / "world_seeds.csv")
+    checks = pd.read_csv(results / "tables" / "world_seed_checks.csv")
+    assert set(scores["world_seed"]) == set(checks["world_seed"]) == {0, 1}
+    models = pd.read_csv(results / "tables" / "models.csv").set_index(["model", "task"])["score"]
+    own = scores[scores["world_seed"] == 0].set_index(["model", "task"])["score"]
+    pd.testing.assert_series_equal(own.sort_index(), models.sort_index())
+    assert "How much the zoo varies with the world seed" in (results / "REPORT.md").read_text()
 
 
 def test_analysis_tables_schema(results):
@@ -132,7 +160,8 @@ def test_transfer_table_schema_controls_and_verdicts(results):
     assert (bits.len() == 4).all()
     assert (100 * bits.count("1") / bits.len() == table["score"]).all()
     verdicts = pd.read_csv(results / "tables" / "04_verdicts.csv")
-    assert {"method", "kind", "mean_difference", "low", "high", "mdd", "verdict"} <= set(verdicts.columns)
+    assert {"method", "kind", "mean_difference", "low", "high", "mdd", "clusters_for_target",
+            "verdict"} <= set(verdicts.columns)
     assert set(verdicts.loc[verdicts["kind"] == "control", "method"]) == set(CONTROLS)
     assert "sft" not in set(verdicts["method"]) and not set(verdicts["method"]) & {"student", "teacher"}
 
@@ -144,8 +173,8 @@ def test_ablations_table_and_report(results):
     assert (results / "figures" / "05_ablation_basis.png").stat().st_size > 0
     report = (results / "REPORT.md").read_text()
     for heading in ("## Transfer", "### Table 1", "### Table 2", "Can the budget move the score?",
-                    "Verdicts: each method against sft", "MDD", "oracle (control)", "## Ablations", "re-checked",
-                    "## Figures"):
+                    "Verdicts: each method against sft", "MDD", "-> for MDD 5 |", "oracle (control)", "## Ablations",
+                    "re-checked", "## Figures"):
         assert heading in report
     assert "reported" in report and "52.90" in report  # the paper's teacher MMLU, labelled as reported
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lsa_utils.study.stats import (
-    clustered_mean, compare_items, gap_closed, item_correctness, summarise, t_quantile,
+    clustered_mean, compare_items, gap_closed, item_correctness, subjects_for_mdd, summarise, t_quantile,
 )
 
 
@@ -67,10 +67,18 @@ def test_item_comparison_by_hand():
     t_level, t_power = 2.6338, 0.8791  # t(1 - 0.0125, 10) and t(0.8, 10) from the tables
     assert kd["high"] - kd["mean_difference"] == pytest.approx(t_level * se, rel=1e-4)
     assert kd["mdd"] == pytest.approx((t_level + t_power) * se, rel=1e-4)
+    assert kd["clusters_for_target"] == math.ceil(11 * (kd["mdd"] / 5.0) ** 2)
     assert kd["verdict"] == "better than sft"
     laten = result.loc["laten"]  # one item in eleven: not significant, bounded by the interval
     assert not laten["significant"]
     assert laten["verdict"] == f"no difference larger than {laten['high']:.1f} points"
+
+
+def test_subjects_for_an_mdd_scale_with_its_square():
+    assert subjects_for_mdd(10.0, 45, 5.0) == 180  # half the MDD: four times the subjects
+    assert subjects_for_mdd(5.0, 45, 5.0) == 45
+    assert subjects_for_mdd(4.01, 100, 4.0) == 101  # rounded up
+    assert math.isnan(subjects_for_mdd(math.nan, 1, 5.0))  # one cluster: nothing to scale
 
 
 def test_identical_answers_give_no_evidence_and_a_zero_interval():

@@ -164,7 +164,7 @@ def test_frequency_terciles_split_items_that_share_a_subject():
 
 
 def test_world_seeds_tabulate_each_seed_and_the_report_shows_the_spread(tmp_path):
-    """`make world-seeds`: one zoo per world seed, its scores and design checks, and the report's section."""
+    """Notebook 00's `world_seeds`: one zoo per world seed, its scores and design checks, and the report's section."""
     from lsa_utils.infra.outputs import save_table
     from lsa_utils.study.report import build_report
     from lsa_utils.study.world_seeds import seed_zoo, world_seed_tables

@@ -65,6 +65,22 @@ def plot_scores_by_frequency(table: pd.DataFrame) -> plt.Figure:
     return grid.figure
 
 
+def plot_world_seed_checks(checks: pd.DataFrame) -> plt.Figure:
+    """Notebook 00's design targets on each world seed: one point per (seed, check), each check's target
+    as a dashed line (a point left of its line is a missed target)."""
+    table = checks.assign(label=checks["task"] + ": " + checks["check"])
+    order = list(dict.fromkeys(table["label"]))
+    fig, ax = plt.subplots(figsize=(6.5, 0.38 * len(order) + 1.2))
+    sns.stripplot(table, x="value", y="label", hue="world_seed", order=order, dodge=True, jitter=False, size=6,
+                  palette="viridis", ax=ax)
+    targets = table.drop_duplicates("label").set_index("label")["target"]
+    for i, label in enumerate(order):
+        ax.vlines(targets[label], i - 0.45, i + 0.45, colors="k", linestyles="dashed", linewidth=1)
+    ax.set(xlabel="points", ylabel="", title="Design targets per world seed (dashed: the target)")
+    ax.legend(title="world seed", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    return fig
+
+
 def plot_recomposition(table: pd.DataFrame) -> plt.Figure:
     """Paper Fig. 2: cosine between a layer's output and its decompose-recompose image, per basis kind."""
     grid = sns.relplot(table, x="layer", y="cosine", hue="basis", col="model", kind="line", marker="o",

@@ -66,7 +66,7 @@ PARAMETER_TYPES: dict[str, Any] = {
     "benchmarks": dict[choice("benchmark", BENCHMARKS), signature_model("benchmark", load_benchmark) | None],
     "evaluation": EVALUATION, "transfer": TRANSFER, "ablations": ABLATIONS,
     "methods": list[choice("method", METHODS)], "controls": list[choice("control", CONTROLS)],
-    "families": list[Task], "code_families": list[Task], "seeds": list[int],
+    "families": list[Task], "code_families": list[Task], "seeds": list[int], "world_seeds": list[int],
     "n_test": int | None, "n_fit": int, "n_show": int, "n_items": int, "n_seed_examples": int, "n_critical": int,
     "basis_kinds": list[choice("basis", BASIS_KINDS)], "sites": list[Site], "cka_site": Site,
     "executor": choice("executor", EXECUTORS), "executor_options": dict[str, Any],

@@ -139,15 +139,21 @@ def _verdict_lines(verdicts: pd.DataFrame) -> list[str]:
              "Each method minus `sft` on the same (seed, test item) pairs, in points, with the standard error "
              "clustered by the recalled entity or function. Intervals are Bonferroni-corrected over the methods "
              "of one table and task; the **MDD** (minimum detectable difference) is the true difference the "
-             "design finds with 80% power at that level. The controls form a family of their own.", ""]
+             "design finds with 80% power at that level. The controls form a family of their own. *Subjects "
+             "for MDD 5* is how many test subjects (entities or functions) the largest MDD would need to come "
+             "down to 5 points with the same seeds, as the clustered SE falls with the square root of the "
+             "subjects.", ""]
     methods = verdicts[verdicts["kind"] == "method"]
-    mdd = methods.groupby(["teacher", "task"], sort=False)["mdd"].agg(["min", "max"])
-    lines += ["| source | task | MDD (largest over methods) | MDD range | comparisons | level |", "|---|---|---|---|---|---|"]
-    for (teacher, task), row in mdd.iterrows():
-        group = methods[(methods["teacher"] == teacher) & (methods["task"] == task)]
-        largest, span = ((f"{row['max']:.1f}", f"{row['min']:.1f}-{row['max']:.1f}") if pd.notna(row["max"])
-                         else ("not estimable (one cluster)", "-"))
-        lines.append(f"| {teacher} | {task} | {largest} | {span} | {len(group)} | {group['level'].iloc[0]:.4f} |")
+    lines += ["| source | task | MDD (largest over methods) | MDD range | comparisons | level | test subjects: now "
+              "-> for MDD 5 |", "|---|---|---|---|---|---|---|"]
+    for (teacher, task), group in methods.groupby(["teacher", "task"], sort=False):
+        widest = group.loc[group["mdd"].idxmax()] if group["mdd"].notna().any() else None
+        largest, span, subjects = (
+            (f"{widest['mdd']:.1f}", f"{group['mdd'].min():.1f}-{widest['mdd']:.1f}",
+             f"{widest['n_clusters']} -> {widest['clusters_for_target']:.0f}") if widest is not None
+            else ("not estimable (one cluster)", "-", "-"))
+        lines.append(f"| {teacher} | {task} | {largest} | {span} | {len(group)} | {group['level'].iloc[0]:.4f} "
+                     f"| {subjects} |")
     lines += ["", "| source | task | kind | method | difference [corrected interval] | verdict |",
               "|---|---|---|---|---|---|"]
     for row in verdicts.itertuples():
@@ -260,7 +266,7 @@ def _sandbox_lines(results: Path) -> list[str]:
 
 
 def _world_seed_lines(results: Path, profile: str) -> list[str]:
-    """How much the zoo itself varies with the world seed (`make world-seeds`), when this profile has run it."""
+    """How much the zoo itself varies with the world seed (notebook 00's ``world_seeds``), when this profile ran it."""
     scores, checks = _read(results, "world_seeds.csv"), _read(results, "world_seed_checks.csv")
     if scores is None or checks is None:
         return []
@@ -276,7 +282,7 @@ def _world_seed_lines(results: Path, profile: str) -> list[str]:
     verdict = ("Every design target of notebook 00 holds on every world seed." if failed.empty else
                "Targets missed: " + "; ".join(f"seed {r.world_seed} {r.task} {r.check}" for r in failed.itertuples()))
     return ["### How much the zoo varies with the world seed", "",
-            f"`make world-seeds` trains the profile's zoo on world seeds {', '.join(map(str, seeds))}. {verdict} "
+            f"Notebook 00 trains the profile's zoo on world seeds {', '.join(map(str, seeds))}. {verdict} "
             "Scores per model and task across those seeds (points):", "", _markdown(spread), "",
             "The design targets per seed:", "", _markdown(wide), ""]
 

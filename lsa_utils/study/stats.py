@@ -97,14 +97,21 @@ def clustered_mean(values: np.ndarray, clusters: np.ndarray) -> tuple[float, flo
     return mean, se, g
 
 
+def subjects_for_mdd(mdd: float, n_clusters: int, target: float) -> float:
+    """How many test subjects (clusters) would bring a comparison's MDD down to ``target`` points, at the same
+    seeds and items per subject: the clustered SE falls as 1/sqrt(G), so G (mdd / target)² (rounded up)."""
+    return float(math.ceil(n_clusters * (mdd / target) ** 2)) if math.isfinite(mdd) else math.nan
+
+
 def compare_items(items: pd.DataFrame, methods: Sequence[str], control: str = "sft", alpha: float = 0.05,
-                  power: float = 0.8) -> pd.DataFrame:
+                  power: float = 0.8, target_mdd: float = 5.0) -> pd.DataFrame:
     """Every method in ``methods`` against ``control`` on the same (seed, item) pairs, per table and task.
 
     Differences are in points (percent of items). Columns: the mean difference, its cluster-robust SE,
     the p-value of a two-sided t test with G - 1 degrees of freedom (G clusters), the interval and the
     decision at the Bonferroni level alpha / m (m = methods compared on that table and task), the MDD at
-    that level and ``power``, and the verdict. Methods absent from a task are skipped.
+    that level and ``power``, the test subjects that would bring the MDD to ``target_mdd`` (`subjects_for_mdd`),
+    and the verdict. Methods absent from a task are skipped.
     """
     keys = ["seed", "item"]
     rows = []
@@ -118,9 +125,10 @@ def compare_items(items: pd.DataFrame, methods: Sequence[str], control: str = "s
             joined = group[group["method"] == method].merge(base, on=keys, suffixes=("", "_control"))
             d = 100.0 * (joined["correct"] - joined["correct_control"]).to_numpy(dtype=float)
             mean, se, g = clustered_mean(d, joined["cluster"].to_numpy())
+            test = _test(mean, se, g - 1, level, power, control)
             rows.append({"teacher": teacher, "task": task, "method": method, "control": control,
-                         "n_pairs": len(d), "n_clusters": g, "n_seeds": joined["seed"].nunique(),
-                         **_test(mean, se, g - 1, level, power, control)})
+                         "n_pairs": len(d), "n_clusters": g, "n_seeds": joined["seed"].nunique(), **test,
+                         "clusters_for_target": subjects_for_mdd(test["mdd"], g, target_mdd)})
     return pd.DataFrame(rows)
 
 
