@@ -109,6 +109,8 @@ def test_models_table_schema(results):
 def test_world_seed_tables_come_from_workers_and_match_the_studys_own_seed(results):
     """Notebook 00 trains the smoke zoo again on world seeds 0 and 1 in worker processes: seed 0's scores are
     the study's own (models.csv), and the report shows the spread."""
+    from lsa_utils.study.report import build_report
+
     scores = pd.read_csv(results / "tables" / "world_seeds.csv")
     checks = pd.read_csv(results / "tables" / "world_seed_checks.csv")
     assert set(scores["world_seed"]) == set(checks["world_seed"]) == {0, 1}
@@ -116,6 +118,8 @@ def test_world_seed_tables_come_from_workers_and_match_the_studys_own_seed(resul
     own = scores[scores["world_seed"] == 0].set_index(["model", "task"])["score"]
     pd.testing.assert_series_equal(own.sort_index(), models.sort_index())
     assert "How much the zoo varies with the world seed" in (results / "REPORT.md").read_text()
+    assert set(checks["check"]) == {"teacher - student", "student - chance", "code_teacher - teacher"}
+    assert "world seed" not in build_report(results, "another profile")  # each profile reports its own zoo
 
 
 def test_analysis_tables_schema(results):
