@@ -139,10 +139,10 @@ def _verdict_lines(verdicts: pd.DataFrame) -> list[str]:
              "Each method minus `sft` on the same (seed, test item) pairs, in points, with the standard error "
              "clustered by the recalled entity or function. Intervals are Bonferroni-corrected over the methods "
              "of one table and task; the **MDD** (minimum detectable difference) is the true difference the "
-             "design finds with 80% power at that level. The controls form a family of their own. *Subjects "
-             "for MDD 5* is how many test subjects (entities or functions) the largest MDD would need to come "
-             "down to 5 points with the same seeds, as the clustered SE falls with the square root of the "
-             "subjects.", ""]
+             "design finds with 80% power at that level. The controls form a family of their own. *Test "
+             "subjects* are the entities or functions the test items recall: how many there are, and how many "
+             "the largest MDD would need to come down to 5 points with the same seeds (the clustered SE falls "
+             "with the square root of the subjects).", ""]
     methods = verdicts[verdicts["kind"] == "method"]
     lines += ["| source | task | MDD (largest over methods) | MDD range | comparisons | level | test subjects: now "
               "-> for MDD 5 |", "|---|---|---|---|---|---|---|"]
@@ -274,17 +274,24 @@ def _world_seed_lines(results: Path, profile: str) -> list[str]:
     if scores.empty:
         return []
     seeds = sorted(scores["world_seed"].unique())
-    spread = (scores.groupby(["task", "model"])["score"].agg(["mean", "min", "max"])
-              .assign(range=lambda t: t["max"] - t["min"]).round(1))
-    wide = checks.pivot_table(index=["task", "check"], columns="world_seed", values="value").round(1)
-    wide.index = [f"{task}: {check}" for task, check in wide.index]
+    spread = _by_seed(scores, ["task", "model"], "score")
+    spread = spread.assign(range=spread.max(axis=1) - spread.min(axis=1))
     failed = checks.loc[~checks["met"], ["world_seed", "task", "check"]]
     verdict = ("Every design target of notebook 00 holds on every world seed." if failed.empty else
-               "Targets missed: " + "; ".join(f"seed {r.world_seed} {r.task} {r.check}" for r in failed.itertuples()))
+               "Targets missed: " + "; ".join(f"seed {r.world_seed} {r.task} ({r.check})"
+                                               for r in failed.itertuples()) + ".")
     return ["### How much the zoo varies with the world seed", "",
             f"Notebook 00 trains the profile's zoo on world seeds {', '.join(map(str, seeds))}. {verdict} "
-            "Scores per model and task across those seeds (points):", "", _markdown(spread), "",
-            "The design targets per seed:", "", _markdown(wide), ""]
+            "Scores per task and model on each seed (points):", "", _markdown(spread), "",
+            "The design targets per seed:", "", _markdown(_by_seed(checks, ["task", "check"], "value")), ""]
+
+
+def _by_seed(table: pd.DataFrame, rows: list[str], value: str) -> pd.DataFrame:
+    """``value`` with one row per combination of ``rows`` (named "a: b") and one column per world seed."""
+    wide = table.pivot_table(index=rows, columns="world_seed", values=value)
+    wide.index = [": ".join(map(str, key)) for key in wide.index]
+    wide.columns = [f"seed {seed}" for seed in wide.columns]
+    return wide
 
 
 def build_report(results: Path, profile: str) -> str:
